@@ -1,0 +1,3 @@
+from fusemax.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Hardware: number formats, arithmetic units, PEs, arrays, buffers, sequencer, top (Amaranth)."""

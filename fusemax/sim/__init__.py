@@ -1,0 +1,1 @@
+"""Simulation: Verilator/cocotb runner, testbenches, reports."""
