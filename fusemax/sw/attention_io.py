@@ -1,0 +1,144 @@
+"""Attention inputs and outputs in the machine-learning layout, validated.
+
+Files are ``.npz`` archives holding ``Q`` (B,H,P,E), ``K`` (B,H,M,E), ``V`` (B,H,M,F) and, for
+results, ``O`` (B,H,P,F). B and H may both be absent (2-D arrays). Everything inside the package
+works on 4-D float64 arrays; this module is the one place that converts and checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from fusemax.errors import FuseMaxError
+
+#: Named dimensions of each attention array, in file order (without the optional B, H).
+ATTENTION_LAYOUT: dict[str, tuple[str, ...]] = {"Q": ("P", "E"), "K": ("M", "E"), "V": ("M", "F")}
+
+
+def load_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file, with an error naming the file when it cannot."""
+    path = Path(path)
+    if not path.exists():
+        raise FuseMaxError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in data.files}
+    except (OSError, ValueError) as exc:
+        raise FuseMaxError(f"{path}: not a readable .npz archive ({exc})") from exc
+
+
+def check_array(name: str, array: np.ndarray, dims: tuple[str, ...], *, source: str) -> np.ndarray:
+    """Return ``array`` as 4-D float64 (B,H,...) after checking its rank count and values.
+
+    ``dims`` names the trailing dimensions; the array may carry zero or two leading (B, H) ones.
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise FuseMaxError(f"{source}: array {name} has dtype {array.dtype}; expected numbers")
+    full = ("B", "H") + dims
+    if array.ndim not in (len(dims), len(full)):
+        raise FuseMaxError(
+            f"{source}: array {name} has {array.ndim} dimensions {array.shape}; expected "
+            f"{len(dims)} ({','.join(dims)}) or {len(full)} ({','.join(full)})"
+        )
+    if 0 in array.shape:
+        axis = array.shape.index(0)
+        dim = (full if array.ndim == len(full) else dims)[axis]
+        raise FuseMaxError(f"{source}: array {name} has size 0 in dimension {dim}")
+    values = array.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        kind = "NaN" if np.isnan(values[where]) else "Inf"
+        raise FuseMaxError(f"{source}: array {name} holds {kind} at index {list(where)}")
+    if values.ndim == len(dims):
+        values = values[None, None]
+    return values
+
+
+def bind_dims(arrays: Mapping[str, np.ndarray], layout: Mapping[str, tuple[str, ...]], *,
+              source: str) -> dict[str, int]:
+    """Check that every named dimension has one size across ``arrays`` (4-D, B,H first).
+
+    Returns the size of each dimension, B and H included. The first array that disagrees is
+    named together with the one it disagrees with.
+    """
+    sizes: dict[str, tuple[int, str]] = {}
+    for name, array in arrays.items():
+        for dim, size in zip(("B", "H") + tuple(layout[name]), array.shape):
+            if dim in sizes and sizes[dim][0] != size:
+                first_size, first = sizes[dim]
+                raise FuseMaxError(
+                    f"{source}: dimension {dim} is {size} in {name} but {first_size} in {first}"
+                )
+            sizes.setdefault(dim, (size, name))
+    return {dim: size for dim, (size, _) in sizes.items()}
+
+
+def load_attention_inputs(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """Load ``Q``, ``K``, ``V`` from ``path`` as 4-D float64 arrays.
+
+    Returns ``(q, k, v, had_batch)`` where ``had_batch`` says whether the file carried B and H
+    (so outputs can be written back in the same form). Missing arrays, wrong dimension counts,
+    disagreeing sizes (E of Q vs K, M of K vs V, B/H) and NaN/Inf are refused by name.
+    """
+    source = str(path)
+    data = load_npz(path)
+    missing = [name for name in ATTENTION_LAYOUT if name not in data]
+    if missing:
+        raise FuseMaxError(
+            f"{source}: missing array(s) {', '.join(missing)}; an attention input holds "
+            + ", ".join(f"{n} ({','.join(('B', 'H') + d)})" for n, d in ATTENTION_LAYOUT.items())
+        )
+    batched = {name: data[name].ndim == len(dims) + 2 for name, dims in ATTENTION_LAYOUT.items()}
+    arrays = {name: check_array(name, data[name], dims, source=source)
+              for name, dims in ATTENTION_LAYOUT.items()}
+    if len(set(batched.values())) > 1:
+        with_b = [n for n, b in batched.items() if b]
+        without = [n for n, b in batched.items() if not b]
+        raise FuseMaxError(
+            f"{source}: {', '.join(with_b)} carry B,H dimensions but {', '.join(without)} do not"
+        )
+    bind_dims(arrays, ATTENTION_LAYOUT, source=source)
+    return arrays["Q"], arrays["K"], arrays["V"], batched["Q"]
+
+
+def save_attention_output(path: str | Path, o: np.ndarray, had_batch: bool,
+                          extra: Mapping[str, np.ndarray] | None = None) -> None:
+    """Write ``O`` (4-D, B,H,P,F) to ``path``, dropping B,H when the inputs had none.
+
+    ``extra`` arrays (intermediates, raw integers) are stored beside ``O`` under their names.
+    """
+    o = np.asarray(o)
+    if not had_batch:
+        o = o[0, 0]
+    arrays = {"O": o}
+    for name, value in (extra or {}).items():
+        if name == "O":
+            raise FuseMaxError("extra output arrays may not be named O")
+        arrays[name] = np.asarray(value)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+
+
+def attention_float64(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
+                      mask: np.ndarray | None = None) -> np.ndarray:
+    """Direct softmax(scale·QKᵀ)V in float64, numerically stable; the independent reference.
+
+    ``mask`` (broadcastable to B,H,P,M) marks the keys each query may see.
+    """
+    s = scale * np.einsum("bhpe,bhme->bhpm", q, k)
+    if mask is not None:
+        s = np.where(mask, s, -np.inf)
+    s = s - s.max(axis=-1, keepdims=True)
+    w = np.exp(s)
+    w /= w.sum(axis=-1, keepdims=True)
+    return np.einsum("bhpm,bhmf->bhpf", w, v)
+
+
+def default_scale(e: int) -> float:
+    """The attention scale 1/√E that is folded into Q unless the user overrides it."""
+    return 1.0 / float(np.sqrt(e))
