@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     except FuseMaxError as exc:
         print(f"fusemax {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `fusemax ... | head` closed the pipe: not an error of ours
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
