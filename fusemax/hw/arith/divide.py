@@ -1,0 +1,117 @@
+"""Iterative restoring divider for AV = RNV / RD (once per output element, in the 1D array).
+
+Bit-exact with :func:`fusemax.sw.numerics.divide`: the exact quotient of ``num`` (RNV format)
+by ``den`` (RD format), expressed in the output format, rounded with the config's rounding
+mode (sign-correct: magnitudes are divided, and the round bit + remainder decide the
+increment), then saturated.
+
+Algorithm: load ``N = 2·|num| << max(s, 0)``, ``D = |den| << max(-s, 0)`` with
+``s = out.frac + rd.frac − rnv.frac``; overflow if ``N >= D << Q`` (``Q = out.width + 1``
+quotient bits); then ``Q`` restoring steps, one quotient bit per cycle (compare/subtract
+``D << i``); finally round (round bit = quotient LSB, sticky = remainder ≠ 0), apply the sign,
+saturate. ``den == 0`` gives ``y = 0`` and ``dz = 1`` (``sat = 0``).
+
+Interface (start/busy/done)
+---------------------------
+start : In(1)             sample ``num``/``den`` when ``start & ~busy``
+num : In(numerics.rnv.shape()), den : In(numerics.rd.shape())
+busy : Out(1), done : Out(1)  (one-cycle pulse)
+y : Out(numerics.out.shape()), sat : Out(1), dz : Out(1)   valid from ``done`` on
+
+Latency ``out.width + 3`` cycles (start in cycle 0, done in cycle out.width + 3: 1 load,
+out.width + 1 quotient bits, 1 round/output) = 19 for a 16-bit output. Not pipelined: one
+divide per latency per divider (a new ``start`` is accepted in the cycle ``done`` is high).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+
+class Divider(wiring.Component):
+    def __init__(self, numerics):
+        self.numerics = numerics
+        self.LATENCY = numerics.div_cycles
+        super().__init__({
+            "start": In(1),
+            "num": In(numerics.rnv.shape()),
+            "den": In(numerics.rd.shape()),
+            "busy": Out(1),
+            "done": Out(1),
+            "y": Out(numerics.out.shape()),
+            "sat": Out(1),
+            "dz": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        nc = self.numerics
+        s = nc.div_shift
+        qb = nc.div_quotient_bits
+        out = nc.out
+        mode = nc.rounding
+
+        num_mag = Mux(self.num < 0, -self.num, self.num).as_unsigned()
+        den_mag = Mux(self.den < 0, -self.den, self.den).as_unsigned()
+        n_w = nc.rnv.width + max(s, 0) + 1
+        d_w = nc.rd.width + max(-s, 0)
+        n_in = (num_mag << (max(s, 0) + 1))[:n_w]
+        d_in = (den_mag << max(-s, 0))[:d_w]
+
+        rem = Signal(n_w, name="rem")
+        dsh = Signal(d_w + qb, name="dsh")  # D << i for the current step i
+        quo = Signal(qb, name="quo")
+        neg = Signal(name="neg")
+        over = Signal(name="over")
+        dz = Signal(name="dz_r")
+        step = Signal(range(qb + 1), name="step")
+
+        # Final rounding, sign and saturation (from the registers, in the output cycle).
+        rbit = quo[0]
+        q = quo >> 1
+        sticky = rem != 0
+        if mode == "floor":
+            up = neg & (rbit | sticky)
+        elif mode == "nearest_even":
+            up = rbit & (sticky | q[0])
+        else:
+            up = rbit
+        mag = (q + up).as_signed()
+        val = Mux(neg, -mag, mag)
+        hi, lo = out.max_code, out.min_code
+        too_hi = val > hi
+        too_lo = val < lo
+        clipped = Mux(over, Mux(neg, lo, hi), Mux(too_hi, hi, Mux(too_lo, lo, val)))
+
+        m.d.sync += self.done.eq(0)
+        with m.If(~self.busy):
+            with m.If(self.start):
+                m.d.sync += [
+                    rem.eq(n_in),
+                    dsh.eq(d_in << (qb - 1)),
+                    quo.eq(0),
+                    neg.eq((self.num < 0) ^ (self.den < 0)),
+                    over.eq(n_in >= (d_in << qb)),
+                    dz.eq(self.den == 0),
+                    step.eq(qb),
+                    self.busy.eq(1),
+                ]
+        with m.Else():
+            with m.If(step != 0):
+                trial = rem - dsh
+                fits = rem >= dsh
+                m.d.sync += [
+                    rem.eq(Mux(fits, trial, rem)),
+                    quo.eq((quo << 1) | fits),
+                    dsh.eq(dsh >> 1),
+                    step.eq(step - 1),
+                ]
+            with m.Else():
+                m.d.sync += [
+                    self.y.eq(Mux(dz, 0, clipped)),
+                    self.sat.eq(~dz & (over | too_hi | too_lo)),
+                    self.dz.eq(dz),
+                    self.done.eq(1),
+                    self.busy.eq(0),
+                ]
+        return m

@@ -1,0 +1,248 @@
+"""Bit-exact NumPy model of FuseMax's 1-pass attention (Cascade 5, Einsums 39–56).
+
+:func:`attention_1pass` computes exactly the integers the RTL must produce for a
+:class:`~fusemax.config.FuseMaxConfig`, using only the operator twins in
+:mod:`fusemax.sw.numerics`. :func:`reference_attention` is the independent float64 answer
+(direct stable softmax) used to measure the error.
+
+Order of evaluation (the hardware's): for b, h, for each block of ``cols`` queries, for each
+chunk m1 of ``rows`` keys. Queries never interact, so this model evaluates all (b, h, query)
+lanes of one chunk at once (vectorized) and loops only over m1 — the values are the same as
+the tile-by-tile order because every quantity is per query. Per chunk:
+
+=========  ===========================================================  =================
+Einsum     computation (integer codes)                                  rounding point?
+=========  ===========================================================  =================
+BQK (44)   exact Σ_e Q'·K, then round to ``score``                      yes (score)
+LM (45)    max over the chunk's *unmasked* keys (valid flag)            no
+RM (46)    max_valid(RM, LM)                                            no
+SLN (47)   exp2(BQK − RM_new); masked keys give 0                       yes (exp)
+SLD (48)   exact Σ_m0 SLN                                               no
+SLNV (49)  exact Σ_m0 SLN·V                                             no
+PRM (50)   exp2(RM_old − RM_new); 0 while RM_old is not valid (−∞)      yes (exp)
+SPD (51)   round(RD·PRM) in ``rd``                                      yes (rd)
+RD (52)    sat(round(SLD to rd.frac) + SPD)                             only if rd.frac < exp.frac
+SPNV (53)  round(RNV·PRM) in ``rnv``                                    yes (rnv)
+RNV (54)   sat(round(SLNV to rnv.frac) + SPNV)                          yes (rnv)
+AV (55)    divide(RNV, RD) in ``out``                                   yes (out)
+=========  ===========================================================  =================
+
+Every sum is exact, so the result does not depend on the order in which the hardware
+reduces over e or m0. Keys past M in the last chunk, and keys a mask hides, are *masked*:
+they take no part in LM and contribute 0 to SLD/SLNV (they are not "score 0").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from fusemax.config import FORMAT_ROLES, FuseMaxConfig
+from fusemax.errors import FuseMaxError
+from fusemax.sw import numerics as nm
+
+LOG2E = 1.0 / math.log(2.0)
+
+#: A mask maps (query indices (P,), key indices (r,)) to a bool (P, r) array: True = the
+#: query sees the key. Applied per chunk, so it never materializes a P x M array.
+Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+#: Saturation counters the golden reports (the RTL's sticky flags have the same meaning).
+SAT_ROLES = ("q", "k", "v", "score", "rd", "rnv", "out")
+
+
+def causal_mask(P: int, M: int) -> Mask:
+    """Causal mask aligned at the end of the key sequence: query p sees key m iff m <= p + M - P."""
+    off = M - P
+
+    def mask(p_idx: np.ndarray, m_idx: np.ndarray) -> np.ndarray:
+        return m_idx[None, :] <= (p_idx[:, None] + off)
+
+    return mask
+
+
+@dataclass
+class GoldenResult:
+    """What :func:`attention_1pass` returns."""
+
+    out: np.ndarray                 #: (B, H, P, F) float64, decoded from the output format
+    out_codes: np.ndarray           #: (B, H, P, F) int64 output codes (what the RTL writes)
+    saturation: dict[str, int]      #: per-role count of saturated values (SAT_ROLES)
+    div_by_zero: int                #: outputs whose denominator RD was 0 (all keys masked)
+    config_name: str
+    scale: float
+    chunks: int                     #: number of m1 chunks (ceil(M / rows))
+    trace: list[dict[str, np.ndarray]] | None = field(default=None, repr=False)
+    inputs: dict[str, np.ndarray] | None = field(default=None, repr=False)  #: quantized Q', K, V codes
+
+
+def quantize_inputs(q, k, v, config: FuseMaxConfig, scale: float):
+    """Quantize the float inputs: ``Q' = Q·scale·log2(e)`` (folding the softmax scale and the
+    change to base 2 into Q, as the compiler does), K and V as given; round to nearest even,
+    saturate. Returns ``(qc, kc, vc, {"q": n, "k": n, "v": n})``."""
+    nc = config.numerics
+    qc, nq = nc.q.quantize(np.asarray(q, np.float64) * (scale * LOG2E), "nearest_even")
+    kc, nk = nc.k.quantize(k, "nearest_even")
+    vc, nv = nc.v.quantize(v, "nearest_even")
+    return qc, kc, vc, {"q": nq, "k": nk, "v": nv}
+
+
+def _check_shapes(q, k, v):
+    for name, a in (("Q", q), ("K", k), ("V", v)):
+        if a.ndim != 4:
+            raise FuseMaxError(f"{name} must be 4-D (B, H, len, dim), got shape {a.shape}")
+    B, H, P, E = q.shape
+    if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
+        raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
+    if k.shape[3] != E:
+        raise FuseMaxError(f"Q has E = {E} but K has E = {k.shape[3]}")
+    if v.shape[2] != k.shape[2]:
+        raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
+    if min(P, k.shape[2], E, v.shape[3]) < 1:
+        raise FuseMaxError(f"empty dimension in Q {q.shape}, K {k.shape}, V {v.shape}")
+    return B, H, P, E, k.shape[2], v.shape[3]
+
+
+def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
+                    mask: Mask | None = None, trace: bool = False) -> GoldenResult:
+    """Bit-exact 1-pass attention. ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) floats.
+
+    ``scale`` defaults to 1/sqrt(E). ``mask`` (see :data:`Mask`, e.g. :func:`causal_mask`)
+    hides (query, key) pairs. ``trace=True`` records every chunk's integer intermediates
+    (BQK, LM, RM, SLN, SLD, SLNV, PRM, SPD, RD, SPNV, RNV, with the valid flags) in
+    ``result.trace[m1]``; the tile (b, h, p-block i, m1) is ``[..., i*cols:(i+1)*cols, ...]``.
+    """
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    v = np.asarray(v, np.float64)
+    B, H, P, E, M, F = _check_shapes(q, k, v)
+    nc = config.numerics
+    if E > (1 << nc.acc_guard_bits):
+        raise FuseMaxError(f"E = {E} exceeds 2**acc_guard_bits = {1 << nc.acc_guard_bits}: "
+                           f"the BQK accumulator would not hold the exact sum")
+    if scale is None:
+        scale = 1.0 / math.sqrt(E)
+    if not np.isfinite(scale):
+        raise FuseMaxError(f"scale must be finite, got {scale}")
+    qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
+    sat.update({r: 0 for r in SAT_ROLES if r not in sat})
+    mode = nc.rounding
+    R = config.rows
+    chunks = -(-M // R)
+
+    RM = np.zeros((B, H, P), np.int64)
+    RMv = np.zeros((B, H, P), bool)
+    RD = np.zeros((B, H, P), np.int64)
+    RNV = np.zeros((B, H, P, F), np.int64)
+    p_idx = np.arange(P)
+    score_min = np.int64(nc.score.min_code)
+    records: list[dict[str, np.ndarray]] | None = [] if trace else None
+
+    for m1 in range(chunks):
+        lo, hi = m1 * R, min(M, (m1 + 1) * R)
+        kt = kc[:, :, lo:hi, :]
+        vt = vc[:, :, lo:hi, :]
+        valid = np.ones((P, hi - lo), bool)  # keys past M are simply absent from the chunk
+        if mask is not None:
+            valid = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
+            if valid.shape != (P, hi - lo):
+                raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
+        valid_b = np.broadcast_to(valid, (B, H, P, hi - lo))
+
+        # (44) BQK: exact dot product over e, one rounding to the score format.
+        bqk_exact = qc @ np.swapaxes(kt, -1, -2)  # (B,H,P,r) int64, exact
+        bqk, s_flag = nm.requantize(bqk_exact, nc.qk_frac, nc.score, mode)
+        sat["score"] += int(np.count_nonzero(s_flag & valid_b))
+        # (45) LM over unmasked keys; (46) RM.
+        lmv = valid_b.any(-1)
+        lm = np.where(valid_b, bqk, score_min).max(-1)
+        rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, lmv)
+        # (47) SLN = exp2(BQK − RM_new); masked keys contribute nothing.
+        sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid_b | ~rm_new_v[..., None], nc)
+        # (48), (49): exact sums over m0.
+        sld = sln.sum(-1)
+        slnv = sln @ vt  # (B,H,P,F), frac exp.frac + v.frac
+        # (50) PRM = exp2(RM_old − RM_new), 0 while RM_old is −∞.
+        prm = nm.exp2(nm.sub(RM, rm_new), ~RMv, nc)
+        # (51), (52)
+        spd, f1 = nm.rescale(RD, prm, nc.exp.frac, nc.rd, mode)
+        sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
+        rd_new, f2 = nm.requantize(sld_rd + spd, nc.rd.frac, nc.rd, mode)
+        sat["rd"] += int(np.count_nonzero(f1 | f2))
+        # (53), (54)
+        spnv, f3 = nm.rescale(RNV, prm[..., None], nc.exp.frac, nc.rnv, mode)
+        slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
+        rnv_new, f4 = nm.requantize(slnv_r + spnv, nc.rnv.frac, nc.rnv, mode)
+        sat["rnv"] += int(np.count_nonzero(f3 | f4))
+
+        if records is not None:
+            records.append({
+                "m1": np.int64(m1), "valid": valid_b.copy(), "BQK": bqk, "LM": lm, "LM_valid": lmv,
+                "RM_old": RM, "RM_old_valid": RMv, "RM": rm_new, "RM_valid": rm_new_v, "SLN": sln,
+                "SLD": sld, "SLNV": slnv, "PRM": prm, "SPD": spd, "RD": rd_new, "SPNV": spnv,
+                "RNV": rnv_new,
+            })
+        RM, RMv, RD, RNV = rm_new, rm_new_v, rd_new, rnv_new
+
+    if nc.overflow == "error":
+        bad = {r: n for r, n in sat.items() if n}
+        if bad:
+            raise FuseMaxError(f"saturation in config {config.name!r} (overflow policy 'error'): {bad}")
+    # (55) AV: one divide per output element.
+    av, s_out, dz = nm.divide(RNV, RD[..., None], nc)
+    sat["out"] += int(np.count_nonzero(s_out))
+    if nc.overflow == "error" and sat["out"]:
+        raise FuseMaxError(f"output saturated in {sat['out']} elements (overflow policy 'error')")
+    return GoldenResult(
+        out=nc.out.to_float(av), out_codes=av, saturation={r: int(sat[r]) for r in SAT_ROLES},
+        div_by_zero=int(np.count_nonzero(dz)), config_name=config.name, scale=float(scale),
+        chunks=chunks, trace=records, inputs={"Q": qc, "K": kc, "V": vc},
+    )
+
+
+def reference_attention(q, k, v, scale: float | None = None, mask: Mask | None = None) -> np.ndarray:
+    """float64 ``softmax(scale · Q Kᵀ) V`` computed directly (stable: the row max is
+    subtracted). Independent of the golden model; rows with every key masked give 0."""
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    v = np.asarray(v, np.float64)
+    B, H, P, E, M, F = _check_shapes(q, k, v)
+    if scale is None:
+        scale = 1.0 / math.sqrt(E)
+    s = scale * (q @ np.swapaxes(k, -1, -2))
+    if mask is not None:
+        allowed = np.asarray(mask(np.arange(P), np.arange(M)), bool)
+        s = np.where(allowed, s, -np.inf)
+    mx = s.max(-1, keepdims=True)
+    mx = np.where(np.isfinite(mx), mx, 0.0)
+    w = np.exp(s - mx)
+    den = w.sum(-1, keepdims=True)
+    return (w @ v) / np.where(den == 0, 1.0, den)
+
+
+def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """max abs, RMS, and RMS relative to the reference's RMS."""
+    err = np.asarray(out, np.float64) - np.asarray(ref, np.float64)
+    rms = float(np.sqrt(np.mean(err ** 2)))
+    ref_rms = float(np.sqrt(np.mean(np.asarray(ref, np.float64) ** 2)))
+    return {"max_abs": float(np.max(np.abs(err))), "rms": rms, "ref_rms": ref_rms,
+            "rel_rms": rms / ref_rms if ref_rms > 0 else float("nan")}
+
+
+#: Cascades that have a golden model: name -> function(q, k, v, config, scale) -> GoldenResult.
+GOLDEN_CASCADES: dict[str, Callable[..., GoldenResult]] = {"attention-1pass": attention_1pass}
+
+
+def golden_for(cascade: str) -> Callable[..., GoldenResult]:
+    try:
+        return GOLDEN_CASCADES[cascade]
+    except KeyError:
+        raise FuseMaxError(f"no golden model for cascade {cascade!r}; cascades with a golden: "
+                           f"{', '.join(GOLDEN_CASCADES)}") from None
+
+
+__all__ = ["attention_1pass", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
+           "GoldenResult", "GOLDEN_CASCADES", "golden_for", "SAT_ROLES", "FORMAT_ROLES", "LOG2E"]
