@@ -144,18 +144,21 @@ class _Evaluator:
             env[v] = np.arange(shape[axis]).reshape(shape)
         full = self.batch + tuple(self.sizes[rank_of(v)] for v in allvars)
 
-        fast = self.sum_of_products(s, env, allvars, lhs_vars, reduced)
-        if fast is not None:
-            vals, pres = fast
-        else:
-            vals, pres = self.value(s.rhs, env, nvars)
-            vals = np.broadcast_to(vals, full)
-            pres = np.broadcast_to(pres, full)
-            for v in reversed(reduced):
-                axis = self.nb + allvars.index(v)
-                op = s.reduce_op(v)
-                vals = _REDUCE[op](np.where(pres, vals, _REDUCE_IDENTITY[op]), axis=axis)
-                pres = pres.any(axis=axis)
+        # Empty coordinates may hold inf - inf or log(0): they are masked, and NaN where a value
+        # is present is reported below, so NumPy's own warnings would only be noise.
+        with np.errstate(all="ignore"):
+            fast = self.sum_of_products(s, env, allvars, lhs_vars, reduced)
+            if fast is not None:
+                vals, pres = fast
+            else:
+                vals, pres = self.value(s.rhs, env, nvars)
+                vals = np.broadcast_to(vals, full)
+                pres = np.broadcast_to(pres, full)
+                for v in reversed(reduced):
+                    axis = self.nb + allvars.index(v)
+                    op = s.reduce_op(v)
+                    vals = _REDUCE[op](np.where(pres, vals, _REDUCE_IDENTITY[op]), axis=axis)
+                    pres = pres.any(axis=axis)
 
         if s.tensor not in self.store:
             shape = self.batch + self.extents(s.tensor)
@@ -211,7 +214,7 @@ class _Evaluator:
             if isinstance(f, Num):
                 scalar *= f.value
                 continue
-            vals, pres = self.gather(f, env, len(allvars))
+            vals, pres = np.broadcast_arrays(*self.gather(f, env, len(allvars)))
             keep = [i for i in range(len(allvars)) if vals.shape[self.nb + i] != 1 or
                     self.sizes[rank_of(allvars[i])] == 1]
             squeeze = tuple(self.nb + i for i in range(len(allvars)) if i not in keep)

@@ -221,6 +221,13 @@ def check_cascade(cascade: Cascade, text: str | None = None) -> CheckedCascade:
                     stack.append((d, path + [d]))
         return None
 
+    # Which ranks of each tensor are iterative, known before the walk reaches the recurrence.
+    iterative_ranks: dict[str, set[str]] = {}
+    for s in cascade.einsums:
+        for slot in s.lhs:
+            if slot.offset:
+                iterative_ranks.setdefault(s.tensor, set()).add(rank_of(slot.var))
+
     written: set[str] = set()
     next_written: set[str] = set()
     initialised: set[str] = set()
@@ -296,11 +303,12 @@ def check_cascade(cascade: Cascade, text: str | None = None) -> CheckedCascade:
             for k, slot in enumerate(a.slots):
                 check_slot(tinfo, k, slot, a.pos)
                 rank = tinfo.ranks[k]
-                if rank in tinfo.iterative and a.tensor != s.tensor:
+                running = iterative_ranks.get(a.tensor, set())
+                if rank in running and a.tensor != s.tensor:
                     if _is_next(slot.expr, rank.lower()) and a.tensor not in next_written:
                         raise fail(f"{a.tensor}[{rank.lower()}+1] is read before the Einsum that "
                                    f"writes it", slot.pos)
-                if (isinstance(slot.expr, IVar) and rank_of(slot.expr.name) in tinfo.iterative
+                if (isinstance(slot.expr, IVar) and rank_of(slot.expr.name) in running
                         and a.tensor not in initialised):
                     raise fail(f"{a.tensor}[{slot.expr.name}] is read at {slot.expr.name}=0 but "
                                f"{a.tensor} has no initial value; add '{a.tensor}[{slot.expr.name}"

@@ -454,7 +454,7 @@ def parse_cascade(text: str, source: str = "<cascade>") -> Cascade:
             p.expect_end()
             if not isinstance(cond.left, IVar):
                 raise CascadeError("a stop condition reads '<> : var >= bound' with the iterative "
-                                   "rank variable on the left", cond.pos, source, text)
+                                   "rank variable on the left", cond.left.pos, source, text)
             if cond.op not in (">=", ">"):
                 raise CascadeError(f"a stop condition uses >= or >, found {cond.op}", cond.pos,
                                    source, text)
