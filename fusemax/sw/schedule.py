@@ -1,0 +1,112 @@
+"""The control-schedule format (version 1): the one definition of every instruction's bits.
+
+The compiler encodes with :func:`encode`, the hardware decodes with the same field table
+(:data:`OPCODES`), the listing and the waveform translation filter print with :func:`mnemonic`.
+See docs/architecture.md section 4 for what each instruction does.
+
+An instruction is 64 bits; the opcode sits in bits [63:58]; each field is a bit range
+``(lo, width)`` of the word, unsigned unless named in ``signed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fusemax.errors import FuseMaxError
+
+VERSION = 1
+WORD_BITS = 64
+OPCODE_LO, OPCODE_WIDTH = 58, 6
+
+
+@dataclass(frozen=True)
+class Opcode:
+    name: str
+    code: int
+    fields: dict[str, tuple[int, int]]  # name -> (lo bit, width)
+    doc: str
+    signed: frozenset[str] = field(default=frozenset())
+
+
+OPCODES: dict[str, Opcode] = {op.name: op for op in [
+    Opcode("HDR", 0x01, {"tag": (0, 32), "version": (32, 16)},
+           "schedule header: format version and the config tag it was compiled for"),
+    Opcode("SHAPE", 0x02, {"E": (0, 16), "F": (16, 16)}, "head dimensions E (Q, K) and F (V)"),
+    Opcode("MASK", 0x03, {"M": (0, 29), "P": (29, 29)}, "keys M and queries P of the workload"),
+    Opcode("CAUSAL", 0x04, {"enable": (0, 1)}, "causal mask: key m visible to query p iff m <= p + M - P"),
+    Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
+           "load a query block (E lines) and reset the running state"),
+    Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 1)},
+           "load a K/V chunk (E + F lines) into a buffer slot, in the background"),
+    Opcode("TILE", 0x12, {"slot": (26, 1), "m_base": (27, 31)},
+           "one rows x cols tile: BQK, LM, RM, PRM, SLN, SLD, RD, SLNV, RNV"),
+    Opcode("AV", 0x20, {"addr": (0, 26)}, "divide RNV by RD and store the block's output (F lines)"),
+    Opcode("END", 0x3F, {}, "finish: wait for stores, raise done"),
+]}
+BY_CODE: dict[int, Opcode] = {op.code: op for op in OPCODES.values()}
+
+
+def config_tag(digest: str) -> int:
+    """The 32-bit tag a schedule carries: the low 32 bits of the config digest (hex)."""
+    return int(digest, 16) & 0xFFFF_FFFF
+
+
+@dataclass(frozen=True)
+class Instruction:
+    op: str
+    args: dict[str, int]
+
+    @property
+    def word(self) -> int:
+        return encode(self.op, **self.args)
+
+    def __str__(self) -> str:
+        return mnemonic(self.word)
+
+
+def encode(op: str, **args: int) -> int:
+    """The 64-bit word of an instruction; every field is range-checked."""
+    if op not in OPCODES:
+        raise FuseMaxError(f"unknown instruction {op}; known: {', '.join(OPCODES)}")
+    spec = OPCODES[op]
+    unknown = set(args) - set(spec.fields)
+    if unknown:
+        raise FuseMaxError(f"{op} has no field {', '.join(sorted(unknown))} "
+                           f"(fields: {', '.join(spec.fields) or 'none'})")
+    word = spec.code << OPCODE_LO
+    for name, (lo, width) in spec.fields.items():
+        value = int(args.get(name, 0))
+        if name in spec.signed:
+            if not -(1 << (width - 1)) <= value < (1 << (width - 1)):
+                raise FuseMaxError(f"{op}.{name} = {value} does not fit {width} signed bits")
+            value &= (1 << width) - 1
+        elif not 0 <= value < (1 << width):
+            raise FuseMaxError(f"{op}.{name} = {value} does not fit {width} bits "
+                               f"(0..{(1 << width) - 1})")
+        word |= value << lo
+    return word
+
+
+def decode(word: int) -> Instruction:
+    """The instruction in a word; an unknown opcode raises FuseMaxError."""
+    code = (word >> OPCODE_LO) & ((1 << OPCODE_WIDTH) - 1)
+    if code not in BY_CODE:
+        raise FuseMaxError(f"word {word:016x}: unknown opcode {code:#04x}")
+    spec = BY_CODE[code]
+    args = {}
+    for name, (lo, width) in spec.fields.items():
+        value = (word >> lo) & ((1 << width) - 1)
+        if name in spec.signed and value >> (width - 1):
+            value -= 1 << width
+        args[name] = value
+    return Instruction(spec.name, args)
+
+
+def mnemonic(word: int) -> str:
+    """``TILE slot=1 m_base=16``: what a word means, for listings and waveforms."""
+    try:
+        ins = decode(word)
+    except FuseMaxError:
+        return f"??? {word:016x}"
+    fields = " ".join(f"{k}={v}" for k, v in ins.args.items())
+    return f"{ins.op} {fields}".rstrip()
