@@ -4,9 +4,9 @@
 #   * .venv/ in the repo root, made with python3 (>= 3.11; override with PYTHON=...),
 #   * `pip install -e '.[dev]'`, re-run only when pyproject.toml changes
 #     (its sha256 is kept in .venv/.fusemax-setup-stamp),
-#   * Debian packages liblz4-dev and zlib1g-dev (headers for Verilator FST tracing),
-#     installed only when the headers are missing and we are root with apt-get;
-#     otherwise a warning, and simulations fall back to VCD waveforms.
+#   * Debian packages liblz4-dev and zlib1g-dev (headers for Verilator FST tracing) and
+#     ccache (faster Verilator builds), installed only when missing and we are root with
+#     apt-get; otherwise a warning (waves fall back to VCD, builds are slower).
 #
 # Safe with CI=true and no stdin. Idempotent.
 set -euo pipefail
@@ -25,23 +25,27 @@ py_ok() {  # $1: interpreter; true if it exists and is >= 3.11 with venv
         >/dev/null 2>&1 </dev/null
 }
 
-# --- 1. Debian headers for FST tracing (optional) ---------------------------------
+# --- 1. Debian packages (optional) -----------------------------------------------------
+# liblz4-dev, zlib1g-dev: headers for Verilator FST tracing (else VCD is used);
+# ccache: the Verilator runtime is the same C++ in every build dir, so ccache cuts a
+#         per-configuration build from ~9 s to ~2 s (fusemax.sim.toolchain uses it if found).
 need_pkgs=()
 [ -f /usr/include/lz4.h ]  || need_pkgs+=(liblz4-dev)
 [ -f /usr/include/zlib.h ] || need_pkgs+=(zlib1g-dev)
+command -v ccache >/dev/null 2>&1 || need_pkgs+=(ccache)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing ${need_pkgs[*]} (headers for Verilator FST tracing)"
+        say "installing ${need_pkgs[*]} (FST headers / compiler cache for Verilator builds)"
         export DEBIAN_FRONTEND=noninteractive
         if apt-get update -qq </dev/null \
            && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" </dev/null >/dev/null; then
             say "installed ${need_pkgs[*]}"
         else
-            warn "apt-get could not install ${need_pkgs[*]}; FST waves unavailable (VCD is used instead)"
+            warn "apt-get could not install ${need_pkgs[*]}; without lz4/zlib headers waves are VCD, without ccache builds are slower"
         fi
     else
-        warn "missing ${need_pkgs[*]} and not root with apt-get: FST waves unavailable (VCD is used instead)."
-        warn "  to enable FST: sudo apt-get install ${need_pkgs[*]}"
+        warn "missing ${need_pkgs[*]} and not root with apt-get: without lz4/zlib headers waves are VCD (not FST), without ccache Verilator builds are slower."
+        warn "  to install: sudo apt-get install ${need_pkgs[*]}"
     fi
 fi
 
