@@ -16,6 +16,7 @@ name               rows    cols    numerics
 ``medium``         16      16      ``fx16``
 ``large``          32      32      ``fx16``
 ``rect``           8       4       ``fx16`` (non-square: 8 keys x 4 queries per tile)
+``wide``           4       8       ``fx16`` (non-square: 4 keys x 8 queries per tile)
 ``<size>-int8``    as size         ``int8``: 8-bit Q/K/V inputs, every other role as ``fx16``
 =================  ======  ======  ==========================================================
 
@@ -274,6 +275,14 @@ class FuseMaxConfig:
     rows: int
     cols: int
     numerics: NumericsConfig = field(default_factory=NumericsConfig)
+    #: Largest E the Q buffer and a K chunk hold (lines per query block / per chunk).
+    max_e: int = 64
+    #: Largest F a V chunk and the RNV register file of each 1D PE hold.
+    max_f: int = 64
+    #: External memory address width, in lines of ``mem_lanes`` 16-bit words.
+    mem_addr_width: int = 20
+    #: Read latency of the simulation memory model, cycles (>= 1).
+    mem_latency: int = 4
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -286,6 +295,17 @@ class FuseMaxConfig:
                 raise FuseMaxError(f"config {attr} = {v} is larger than supported (4096)")
         if not isinstance(self.numerics, NumericsConfig):
             raise FuseMaxError("config numerics must be a NumericsConfig")
+        limits = {"max_e": (1, 4096), "max_f": (1, 4096), "mem_addr_width": (8, 26),
+                  "mem_latency": (1, 64)}
+        for attr, (lo, hi) in limits.items():
+            v = getattr(self, attr)
+            if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+                raise FuseMaxError(f"config {attr} must be an integer in {lo}..{hi}, got {v!r}")
+        for role in ("q", "k", "v", "out"):
+            width = getattr(self.numerics, role).width
+            if width > 16:
+                raise FuseMaxError(f"numerics.{role} is {width} bits; memory words are 16 bits, "
+                                   f"so inputs and outputs must be at most 16 bits wide")
         n = self.numerics
         if n.exp.width + n.v.width + 1 + self.row_bits > 62:
             raise FuseMaxError("SLNV column sum too wide for the int64 model; narrow exp/v or rows")
@@ -306,6 +326,15 @@ class FuseMaxConfig:
         """SLNV = exact sum over m0 of SLN * V (signed, frac exp.frac + v.frac)."""
         n = self.numerics
         return n.exp.width + 1 + n.v.width + self.row_bits
+
+    @property
+    def mem_lanes(self) -> int:
+        """16-bit words per external memory line: one lane per row or column."""
+        return max(self.rows, self.cols)
+
+    @property
+    def mem_line_bits(self) -> int:
+        return 16 * self.mem_lanes
 
     # ---- serialization ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -372,7 +401,8 @@ class FuseMaxConfig:
                 + self.numerics.describe())
 
 
-_SIZES = {"tiny": (4, 4), "small": (8, 8), "medium": (16, 16), "large": (32, 32), "rect": (8, 4)}
+_SIZES = {"tiny": (4, 4), "small": (8, 8), "medium": (16, 16), "large": (32, 32), "rect": (8, 4),
+          "wide": (4, 8)}
 
 
 def _build_presets() -> dict[str, FuseMaxConfig]:
