@@ -19,6 +19,9 @@ from fusemax.errors import FuseMaxError
 COMMAND_MODULES = [
     "fusemax.sw.cascade_cli",
     "fusemax.sw.golden_cli",
+    "fusemax.sw.compile_cli",
+    "fusemax.hw.verilog_cli",
+    "fusemax.sim.sim_cli",
 ]
 
 
