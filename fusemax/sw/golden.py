@@ -50,6 +50,9 @@ LOG2E = 1.0 / math.log(2.0)
 #: query sees the key. Applied per chunk, so it never materializes a P x M array.
 Mask = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
+#: Work per group of chunks (elements of the largest temporary), bounding memory to ~100 MB.
+_BLOCK_ELEMS = 1 << 22
+
 #: Saturation counters the golden reports (the RTL's sticky flags have the same meaning).
 SAT_ROLES = ("q", "k", "v", "score", "rd", "rnv", "out")
 
@@ -139,53 +142,78 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     RNV = np.zeros((B, H, P, F), np.int64)
     p_idx = np.arange(P)
     score_min = np.int64(nc.score.min_code)
+    sentinel = np.iinfo(np.int64).min
     records: list[dict[str, np.ndarray]] | None = [] if trace else None
+    # Chunks are processed in groups of G: everything that does not depend on RD/RNV (BQK,
+    # LM, the running max, SLN, SLD, SLNV, PRM) is computed for the whole group at once; only
+    # the RD/RNV recurrence (with its rounding) steps chunk by chunk. Same values as one
+    # chunk at a time, in far fewer NumPy calls.
+    G = max(1, min(chunks, _BLOCK_ELEMS // max(1, B * H * P * R * max(E, F, 1) // 8)))
 
-    for m1 in range(chunks):
-        lo, hi = m1 * R, min(M, (m1 + 1) * R)
-        kt = kc[:, :, lo:hi, :]
-        vt = vc[:, :, lo:hi, :]
-        valid = np.ones((P, hi - lo), bool)  # keys past M are simply absent from the chunk
-        if mask is not None:
-            valid = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
-            if valid.shape != (P, hi - lo):
-                raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
-        valid_b = np.broadcast_to(valid, (B, H, P, hi - lo))
+    for g0 in range(0, chunks, G):
+        ng = min(G, chunks - g0)
+        lo, hi = g0 * R, min(M, (g0 + ng) * R)
+        width = ng * R
+        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
+        if hi - lo < width:  # keys past M: masked lanes of the last chunk
+            kt = np.concatenate([kt, np.zeros((B, H, width - (hi - lo), E), np.int64)], axis=2)
+            vt = np.concatenate([vt, np.zeros((B, H, width - (hi - lo), F), np.int64)], axis=2)
+        valid = np.zeros((P, width), bool)
+        if mask is None:
+            valid[:, : hi - lo] = True
+        else:
+            vm = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
+            if vm.shape != (P, hi - lo):
+                raise FuseMaxError(f"mask returned shape {vm.shape}, expected {(P, hi - lo)}")
+            valid[:, : hi - lo] = vm
+        valid4 = np.broadcast_to(valid.reshape(P, ng, R), (B, H, P, ng, R))
 
         # (44) BQK: exact dot product over e, one rounding to the score format.
-        bqk_exact = qc @ np.swapaxes(kt, -1, -2)  # (B,H,P,r) int64, exact
+        bqk_exact = qc @ np.swapaxes(kt, -1, -2)  # (B,H,P,width) int64, exact
         bqk, s_flag = nm.requantize(bqk_exact, nc.qk_frac, nc.score, mode)
-        sat["score"] += int(np.count_nonzero(s_flag & valid_b))
-        # (45) LM over unmasked keys; (46) RM.
-        lmv = valid_b.any(-1)
-        lm = np.where(valid_b, bqk, score_min).max(-1)
-        rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, lmv)
+        bqk = bqk.reshape(B, H, P, ng, R)
+        sat["score"] += int(np.count_nonzero(s_flag.reshape(B, H, P, ng, R) & valid4))
+        # (45) LM over unmasked keys; (46) RM = running max_valid (a prefix max over chunks).
+        lmv = valid4.any(-1)
+        lm = np.where(valid4, bqk, score_min).max(-1)  # (B,H,P,ng)
+        seq = np.concatenate([np.where(RMv, RM, sentinel)[..., None], np.where(lmv, lm, sentinel)], -1)
+        seq_v = np.logical_or.accumulate(np.concatenate([RMv[..., None], lmv], -1), axis=-1)
+        rm_all = np.where(seq_v, np.maximum.accumulate(seq, axis=-1), 0)  # invalid RM reads 0
+        rm_old, rm_old_v = rm_all[..., :-1], seq_v[..., :-1]
+        rm_new, rm_new_v = rm_all[..., 1:], seq_v[..., 1:]
         # (47) SLN = exp2(BQK − RM_new); masked keys contribute nothing.
-        sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid_b | ~rm_new_v[..., None], nc)
+        sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid4 | ~rm_new_v[..., None], nc)
         # (48), (49): exact sums over m0.
-        sld = sln.sum(-1)
-        slnv = sln @ vt  # (B,H,P,F), frac exp.frac + v.frac
+        sld = sln.sum(-1)  # (B,H,P,ng)
+        slnv = np.swapaxes(sln, 2, 3) @ vt.reshape(B, H, ng, R, F)  # (B,H,ng,P,F)
         # (50) PRM = exp2(RM_old − RM_new), 0 while RM_old is −∞.
-        prm = nm.exp2(nm.sub(RM, rm_new), ~RMv, nc)
-        # (51), (52)
-        spd, f1 = nm.rescale(RD, prm, nc.exp.frac, nc.rd, mode)
+        prm = nm.exp2(nm.sub(rm_old, rm_new), ~rm_old_v, nc)  # (B,H,P,ng)
         sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
-        rd_new, f2 = nm.requantize(sld_rd + spd, nc.rd.frac, nc.rd, mode)
-        sat["rd"] += int(np.count_nonzero(f1 | f2))
-        # (53), (54)
-        spnv, f3 = nm.rescale(RNV, prm[..., None], nc.exp.frac, nc.rnv, mode)
         slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
-        rnv_new, f4 = nm.requantize(slnv_r + spnv, nc.rnv.frac, nc.rnv, mode)
-        sat["rnv"] += int(np.count_nonzero(f3 | f4))
 
-        if records is not None:
-            records.append({
-                "m1": np.int64(m1), "valid": valid_b.copy(), "BQK": bqk, "LM": lm, "LM_valid": lmv,
-                "RM_old": RM, "RM_old_valid": RMv, "RM": rm_new, "RM_valid": rm_new_v, "SLN": sln,
-                "SLD": sld, "SLNV": slnv, "PRM": prm, "SPD": spd, "RD": rd_new, "SPNV": spnv,
-                "RNV": rnv_new,
-            })
-        RM, RMv, RD, RNV = rm_new, rm_new_v, rd_new, rnv_new
+        for g in range(ng):
+            # (51), (52)
+            spd, f1 = nm.rescale(RD, prm[..., g], nc.exp.frac, nc.rd, mode)
+            rd_new, f2 = nm.requantize(sld_rd[..., g] + spd, nc.rd.frac, nc.rd, mode)
+            # (53), (54)
+            spnv, f3 = nm.rescale(RNV, prm[..., g, None], nc.exp.frac, nc.rnv, mode)
+            rnv_new, f4 = nm.requantize(slnv_r[:, :, g] + spnv, nc.rnv.frac, nc.rnv, mode)
+            if f1.any() or f2.any():
+                sat["rd"] += int(np.count_nonzero(f1 | f2))
+            if f3.any() or f4.any():
+                sat["rnv"] += int(np.count_nonzero(f3 | f4))
+            if records is not None:
+                r_g = min(R, M - (g0 + g) * R)
+                records.append({
+                    "m1": np.int64(g0 + g), "valid": valid4[..., g, :r_g].copy(),
+                    "BQK": bqk[..., g, :r_g], "LM": lm[..., g], "LM_valid": lmv[..., g],
+                    "RM_old": rm_old[..., g], "RM_old_valid": rm_old_v[..., g],
+                    "RM": rm_new[..., g], "RM_valid": rm_new_v[..., g], "SLN": sln[..., g, :r_g],
+                    "SLD": sld[..., g], "SLNV": slnv[:, :, g], "PRM": prm[..., g], "SPD": spd,
+                    "RD": rd_new, "SPNV": spnv, "RNV": rnv_new,
+                })
+            RD, RNV = rd_new, rnv_new
+        RM, RMv = rm_new[..., -1], rm_new_v[..., -1]
 
     if nc.overflow == "error":
         bad = {r: n for r, n in sat.items() if n}
