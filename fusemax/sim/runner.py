@@ -438,6 +438,7 @@ def run_cocotb(
     public: Sequence[str] = (),
     build_args: Sequence[str] = (),
     verilog: str | None = None,
+    plusargs: Sequence[str] = (),
 ) -> RunResult:
     """Build ``component`` with Verilator (once per configuration) and run a cocotb test module.
 
@@ -458,7 +459,11 @@ def run_cocotb(
         seed: ``COCOTB_RANDOM_SEED`` for the run.
         public: extra ``public_flat_rw`` control lines, e.g. ``'-module "pe" -var "acc"'``.
         build_args: extra Verilator arguments (part of the build hash).
-        verilog: already converted Verilog to use instead of converting ``component``.
+        verilog: already converted Verilog to use instead of converting ``component``
+            (it may hold several modules, e.g. a simulation wrapper around the design; ``name``
+            is then the wrapper, and ``component`` may be None).
+        plusargs: simulator plusargs, e.g. ``["+fusemax_image=/path/image.hex"]`` (not part of
+            the build hash).
 
     Returns:
         A :class:`RunResult`.
@@ -496,6 +501,7 @@ def run_cocotb(
                 seed=seed,
                 waves=bool(build.waves),
                 results_xml=str(results_xml),
+                plusargs=list(plusargs),
                 log_file=log,
             )
         except SystemExit as exc:  # cocotb's runner exits when run under pytest and tests fail
