@@ -23,7 +23,7 @@ out.width + 1 quotient bits, 1 round/output) = 19 for a 16-bit output. Not pipel
 divide per latency per divider (a new ``start`` is accepted in the cycle ``done`` is high).
 """
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
