@@ -14,10 +14,11 @@ component                 latency  twin (fusemax.sw.numerics)
 ``rescale.Rescale``       0        ``rescale``: x*c rounded back to x's format (c <= 1)
 ``exp2.Exp2``             d + 1    ``exp2``: 2^x, x <= 0; start/busy/done; d = exp_degree
 ``divide.Divider``        w + 3    ``divide``: RNV/RD -> out (w = out.width); start/busy/done
+``divide.PipelinedDivider``  w + 3  same, unrolled: a new start every cycle (busy always 0)
 ========================  =======  =====================================================
 """
 
-from fusemax.hw.arith.divide import Divider
+from fusemax.hw.arith.divide import Divider, PipelinedDivider
 from fusemax.hw.arith.exp2 import Exp2
 from fusemax.hw.arith.mac import Mac
 from fusemax.hw.arith.maxv import MaxValid
@@ -25,4 +26,4 @@ from fusemax.hw.arith.requant import Requant
 from fusemax.hw.arith.rescale import Rescale
 from fusemax.hw.arith.sub import Sub
 
-__all__ = ["Divider", "Exp2", "Mac", "MaxValid", "Requant", "Rescale", "Sub"]
+__all__ = ["Divider", "PipelinedDivider", "Exp2", "Mac", "MaxValid", "Requant", "Rescale", "Sub"]

@@ -115,3 +115,105 @@ class Divider(wiring.Component):
                     self.busy.eq(0),
                 ]
         return m
+
+
+class PipelinedDivider(wiring.Component):
+    """The same divide as :class:`Divider`, unrolled into one stage per quotient bit.
+
+    Same ports, bit-exact results and latency (``out.width + 3``), but it accepts a new
+    ``start`` every cycle (``busy`` is always 0): throughput one divide per cycle, as the
+    paper's cost model assumes, for ``out.width + 1`` comparator stages of area.
+    ``done`` is high in cycle L for the operation started in cycle 0 (results stream out in
+    order, one per cycle).
+    """
+
+    def __init__(self, numerics):
+        self.numerics = numerics
+        self.LATENCY = numerics.div_cycles
+        super().__init__({
+            "start": In(1),
+            "num": In(numerics.rnv.shape()),
+            "den": In(numerics.rd.shape()),
+            "busy": Out(1),
+            "done": Out(1),
+            "y": Out(numerics.out.shape()),
+            "sat": Out(1),
+            "dz": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        nc = self.numerics
+        s = nc.div_shift
+        qb = nc.div_quotient_bits
+        out = nc.out
+        mode = nc.rounding
+
+        num_mag = Mux(self.num < 0, -self.num, self.num).as_unsigned()
+        den_mag = Mux(self.den < 0, -self.den, self.den).as_unsigned()
+        n_w = nc.rnv.width + max(s, 0) + 1
+        d_w = nc.rd.width + max(-s, 0)
+        n_in = (num_mag << (max(s, 0) + 1))[:n_w]
+        d_in = (den_mag << max(-s, 0))[:d_w]
+
+        def stage(i):
+            return {
+                "valid": Signal(name=f"s{i}_valid"),
+                "rem": Signal(n_w, name=f"s{i}_rem"),
+                "d": Signal(d_w, name=f"s{i}_d"),
+                "quo": Signal(qb, name=f"s{i}_quo"),
+                "neg": Signal(name=f"s{i}_neg"),
+                "over": Signal(name=f"s{i}_over"),
+                "dz": Signal(name=f"s{i}_dz"),
+            }
+
+        st = [stage(0)]
+        m.d.sync += [
+            st[0]["valid"].eq(self.start),
+            st[0]["rem"].eq(n_in),
+            st[0]["d"].eq(d_in),
+            st[0]["quo"].eq(0),
+            st[0]["neg"].eq((self.num < 0) ^ (self.den < 0)),
+            st[0]["over"].eq(n_in >= (d_in << qb)),
+            st[0]["dz"].eq(self.den == 0),
+        ]
+        for i in range(qb):
+            prev, cur = st[-1], stage(i + 1)
+            dsh = prev["d"] << (qb - 1 - i)
+            fits = prev["rem"] >= dsh
+            m.d.sync += [
+                cur["valid"].eq(prev["valid"]),
+                cur["rem"].eq(Mux(fits, prev["rem"] - dsh, prev["rem"])),
+                cur["d"].eq(prev["d"]),
+                cur["quo"].eq((prev["quo"] << 1) | fits),
+                cur["neg"].eq(prev["neg"]),
+                cur["over"].eq(prev["over"]),
+                cur["dz"].eq(prev["dz"]),
+            ]
+            st.append(cur)
+
+        last = st[-1]
+        quo, neg = last["quo"], last["neg"]
+        rbit = quo[0]
+        q = quo >> 1
+        sticky = last["rem"] != 0
+        if mode == "floor":
+            up = neg & (rbit | sticky)
+        elif mode == "nearest_even":
+            up = rbit & (sticky | q[0])
+        else:
+            up = rbit
+        mag = (q + up).as_signed()
+        val = Mux(neg, -mag, mag)
+        hi, lo = out.max_code, out.min_code
+        too_hi = val > hi
+        too_lo = val < lo
+        clipped = Mux(last["over"], Mux(neg, lo, hi), Mux(too_hi, hi, Mux(too_lo, lo, val)))
+        m.d.sync += [
+            self.done.eq(last["valid"]),
+            self.y.eq(Mux(last["dz"], 0, clipped)),
+            self.sat.eq(~last["dz"] & (last["over"] | too_hi | too_lo)),
+            self.dz.eq(last["dz"]),
+        ]
+        m.d.comb += self.busy.eq(0)
+        return m

@@ -16,6 +16,7 @@ rsd     ``Rescale(rd, exp)``                             SPD = RD·PRM
 rsn     ``Rescale(rnv, exp)``                            SPNV = RNV·PRM
 exp     ``Exp2(numerics)``                               SLN, PRM
 div     ``Divider(numerics)``                            AV = RNV / RD
+divp    ``PipelinedDivider(numerics)``                   AV = RNV / RD, one per cycle
 ======  ===============================================  ======================================
 """
 
@@ -25,7 +26,7 @@ from amaranth.hdl import Module, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from fusemax.hw.arith.divide import Divider
+from fusemax.hw.arith.divide import Divider, PipelinedDivider
 from fusemax.hw.arith.exp2 import Exp2
 from fusemax.hw.arith.mac import Mac
 from fusemax.hw.arith.maxv import MaxValid
@@ -44,6 +45,7 @@ _FACTORIES = {
     "rsn": lambda c, nc: Rescale(nc.rnv, nc.exp, nc.rounding),
     "exp": lambda c, nc: Exp2(nc),
     "div": lambda c, nc: Divider(nc),
+    "divp": lambda c, nc: PipelinedDivider(nc),
 }
 
 
@@ -201,6 +203,8 @@ def harness_vectors(config, n: int = 500, seed: int = 0, exp_inputs=None) -> dic
     v["div_num"], v["div_den"] = num, den
     y, s, dz = nm.divide(num, den, nc)
     v["want_div_y"], v["want_div_sat"], v["want_div_dz"] = y, s.astype(np.int64), dz.astype(np.int64)
+    for key in [k for k in v if k.startswith("div_") or k.startswith("want_div_")]:
+        v[key.replace("div_", "divp_")] = v[key]
     return v
 
 
@@ -229,6 +233,7 @@ PORTS = {
     "pv": (["a", "b", "c", "load_c", "en"], ["acc"]),
     "exp": (["x", "x_ninf"], ["y"]),
     "div": (["num", "den"], ["y", "sat", "dz"]),
+    "divp": (["num", "den"], ["y", "sat", "dz"]),
 }
 
 
@@ -242,7 +247,7 @@ def pysim_check(op, prefix: str, vectors: dict, limit: int | None = None) -> int
     ins, outs = PORTS[prefix]
     n = len(vectors[f"{prefix}_{ins[0]}"]) if limit is None else min(limit, len(vectors[f"{prefix}_{ins[0]}"]))
     got = {o: [] for o in outs}
-    kind = "mac" if prefix in ("qk", "pv") else "seq" if prefix in ("exp", "div") else "comb"
+    kind = "mac" if prefix in ("qk", "pv") else "seq" if prefix in ("exp", "div", "divp") else "comb"
     latency = getattr(op, "LATENCY", 0)
 
     async def bench(ctx):
