@@ -260,3 +260,18 @@ def test_chunk_grouping_is_invisible(monkeypatch):
     assert np.array_equal(a.out_codes, b.out_codes) and a.saturation == b.saturation
     for ta, tb in zip(a.trace, b.trace):
         assert all(np.array_equal(ta[key], tb[key]) for key in ta)
+
+
+def test_cli_intermediates(tmp_path):
+    q, k, v = normal(17, 1, 1, 5, 10, 4, 3)
+    inp = tmp_path / "in.npz"
+    np.savez(inp, Q=q[0, 0], K=k[0, 0], V=v[0, 0])
+    inter = tmp_path / "inter.npz"
+    assert main(["golden", "--config", "tiny", "--inputs", str(inp), "--out", str(tmp_path / "o.npz"),
+                 "--intermediates", str(inter)]) == 0
+    r = attention_1pass(q, k, v, preset("tiny"), trace=True)
+    with np.load(inter) as d:
+        assert d["BQK"].shape == (3, 5, 4) and d["RNV"].shape == (3, 5, 3) and d["m1"].tolist() == [0, 1, 2]
+        assert np.array_equal(d["BQK"][2, :, :2], r.trace[2]["BQK"][0, 0])
+        assert not d["valid"][2, :, 2:].any()  # padding of the short last chunk
+        assert np.array_equal(d["RD"][-1], r.trace[-1]["RD"][0, 0])

@@ -81,6 +81,21 @@ class GoldenResult:
     trace: list[dict[str, np.ndarray]] | None = field(default=None, repr=False)
     inputs: dict[str, np.ndarray] | None = field(default=None, repr=False)  #: quantized Q', K, V codes
 
+    def trace_arrays(self) -> dict[str, np.ndarray]:
+        """The trace stacked over chunks: ``name -> (chunks, B, H, P, ...)`` integer arrays.
+        Per-key tensors (``valid``, ``BQK``, ``SLN``) of a short last chunk are padded with 0
+        (``valid`` False) to the chunk size."""
+        if not self.trace:
+            raise FuseMaxError("no trace recorded; run attention_1pass(..., trace=True)")
+        width = max(t["BQK"].shape[-1] for t in self.trace)
+        out = {}
+        for key in self.trace[0]:
+            parts = [np.asarray(t[key]) for t in self.trace]
+            if key in ("valid", "BQK", "SLN"):
+                parts = [np.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, width - a.shape[-1])]) for a in parts]
+            out[key] = np.stack(parts)
+        return out
+
 
 def quantize_inputs(q, k, v, config: FuseMaxConfig, scale: float):
     """Quantize the float inputs: ``Q' = Q·scale·log2(e)`` (folding the softmax scale and the

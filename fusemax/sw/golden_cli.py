@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                    help="cascade to model (default attention-1pass)")
     p.add_argument("--scale", type=float, default=None,
                    help="softmax scale folded into Q (default 1/sqrt(E))")
+    p.add_argument("--intermediates", metavar="FILE.npz",
+                   help="also write every chunk's integer intermediates (BQK, LM, RM, SLN, SLD, "
+                   "SLNV, PRM, SPD, RD, SPNV, RNV, valid flags), stacked as (chunk, [B, H,] P, ...)")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(func=cmd_golden)
 
@@ -44,10 +47,17 @@ def cmd_golden(args: argparse.Namespace) -> int:
     if args.scale is not None and not (args.scale == args.scale and abs(args.scale) < float("inf")):
         raise FuseMaxError(f"--scale must be a finite number, got {args.scale}")
     t0 = time.perf_counter()
-    result = fn(q, k, v, config, scale=args.scale)
+    result = fn(q, k, v, config, scale=args.scale, trace=bool(args.intermediates))
     seconds = time.perf_counter() - t0
     save_attention_output(args.out, result.out, had_batch,
                           extra={"O_codes": result.out_codes if had_batch else result.out_codes[0, 0]})
+    if args.intermediates:
+        import numpy as np
+
+        arrays = result.trace_arrays()
+        if not had_batch:
+            arrays = {n: (a[:, 0, 0] if a.ndim >= 3 else a) for n, a in arrays.items()}
+        np.savez(args.intermediates, **arrays)
     ref = reference_attention(q, k, v, scale=result.scale)
     err = error_stats(result.out, ref)
     B, H, P, E = q.shape
@@ -63,6 +73,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
         "div_by_zero": result.div_by_zero,
         "seconds": round(seconds, 3),
         "out": args.out,
+        "intermediates": args.intermediates,
     }
     sat = ", ".join(f"{r} {n}" for r, n in result.saturation.items() if n) or "none"
     text = (f"{args.cascade} on {config.name} (B={B} H={H} P={P} M={M} E={E} F={F}): wrote O "
