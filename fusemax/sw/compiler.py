@@ -1,0 +1,643 @@
+"""The compiler: a cascade, a configuration and a workload shape -> a control schedule and the
+external-memory image it runs on (docs/architecture.md sections 3-4, docs/schedule.md).
+
+Only ``attention-1pass`` maps onto the v1 hardware (one pass over M, the FuseMax binding of the
+2D and 1D arrays). The mapping is fixed by the configuration:
+
+* **tiling**: M -> M1 x M0 with M0 = ``rows`` (a K/V *chunk*: the keys of one tile), M1 =
+  ceil(M / rows); P -> P2 x P1 x P0 with P0 = ``cols``, P1 = 1 (one block of ``cols`` queries is
+  resident with its running state), P2 = ceil(P / cols) query blocks. Padding: keys past M are
+  masked (the hardware derives it from ``MASK``), query lanes past P are unused.
+* **loop order**: b, h, p2, m1 (then p0 || m0 in space). Per (b, h, p2) the schedule is
+  ``LDQ; LDKV k0,0; LDKV k1,1; TILE 0; LDKV k2,0; TILE 1; LDKV k3,1; ...; AV`` -- the load of
+  chunk j + 2 is issued right after the tile of chunk j, into the slot that tile frees, so memory
+  traffic overlaps the tile of chunk j + 1.
+* **causal** (aligned at the end of the key sequence, as with a KV cache: query p sees key m iff
+  m <= p + M - P): a tile whose keys are invisible to *every* query of the block is not emitted
+  (no LDKV, no TILE). Only trailing chunks of a block can be skipped (key 0 is the first key any
+  query sees), and a fully masked tile is an exact identity on the running state (LM invalid ->
+  RM unchanged, PRM = 1 exactly, SLD = SLNV = 0), so skipping it changes no bit. A block whose
+  queries see no key at all gets no tile: ``LDQ`` has reset RD = RNV = 0 and ``AV`` writes the
+  divide-by-zero result 0, as the golden does.
+
+:func:`compile_schedule` gives the instructions and the image layout for a shape;
+:func:`compile_attention` also quantizes Q, K, V (the golden's ``quantize_inputs``) and fills the
+image.
+"""
+
+from __future__ import annotations
+
+import binascii
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from fusemax.config import FuseMaxConfig
+from fusemax.errors import FuseMaxError
+from fusemax.sw import schedule as sf
+
+__all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
+           "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
+           "buffer_bytes"]
+
+#: Cascades the v1 hardware runs, with the reason the others do not.
+SUPPORTED_CASCADES = ("attention-1pass",)
+
+#: Field limits of the schedule format (from the encoding table, not restated by hand).
+_MASK_M_BITS = sf.OPCODES["MASK"].fields["M"][1]
+_MASK_P_BITS = sf.OPCODES["MASK"].fields["P"][1]
+_ADDR_BITS = sf.OPCODES["LDQ"].fields["addr"][1]
+_SHAPE_BITS = sf.OPCODES["SHAPE"].fields["E"][1]
+
+
+# ---------------------------------------------------------------------------------------------
+# shapes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A workload: B batches x H heads, M keys, P queries, E = dim of Q/K, F = dim of V."""
+
+    B: int
+    H: int
+    M: int
+    P: int
+    E: int
+    F: int
+
+    def __post_init__(self):
+        for name in ("B", "H", "M", "P", "E", "F"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+                raise FuseMaxError(f"shape {name} must be a positive integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+
+    @classmethod
+    def of(cls, shape) -> "Shape":
+        """From a Shape, a mapping with keys B,H,M,P,E,F, or a ``"B=1,H=1,..."`` string."""
+        if isinstance(shape, Shape):
+            return shape
+        if isinstance(shape, str):
+            return parse_shape(shape)
+        if isinstance(shape, Mapping):
+            missing = [k for k in ("B", "H", "M", "P", "E", "F") if k not in shape]
+            extra = sorted(set(shape) - {"B", "H", "M", "P", "E", "F"})
+            if missing or extra:
+                raise FuseMaxError(f"a shape needs exactly B, H, M, P, E, F; "
+                                   f"missing {missing or 'none'}, unknown {extra or 'none'}")
+            return cls(**{k: shape[k] for k in ("B", "H", "M", "P", "E", "F")})
+        raise FuseMaxError(f"cannot read a shape from {shape!r}")
+
+    @classmethod
+    def of_arrays(cls, q, k, v) -> "Shape":
+        q, k, v = (np.asarray(a) for a in (q, k, v))
+        for name, a in (("Q", q), ("K", k), ("V", v)):
+            if a.ndim != 4:
+                raise FuseMaxError(f"{name} must be 4-D (B, H, len, dim), got shape {a.shape}")
+        B, H, P, E = q.shape
+        if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
+            raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
+        if k.shape[3] != E:
+            raise FuseMaxError(f"Q has E = {E} but K has E = {k.shape[3]}")
+        if v.shape[2] != k.shape[2]:
+            raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
+        return cls(B=B, H=H, M=k.shape[2], P=P, E=E, F=v.shape[3])
+
+    def as_dict(self) -> dict[str, int]:
+        return {"B": self.B, "H": self.H, "M": self.M, "P": self.P, "E": self.E, "F": self.F}
+
+    def __str__(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
+
+
+_SHAPE_ITEM = re.compile(r"\s*([A-Za-z])\s*=\s*([0-9_]+)\s*\Z")
+
+
+def parse_shape(text: str) -> Shape:
+    """``"B=1,H=2,M=256,P=64,E=64,F=64"`` -> :class:`Shape` (order free, every dim once)."""
+    if not isinstance(text, str) or not text.strip():
+        raise FuseMaxError("empty --shape; expected B=..,H=..,M=..,P=..,E=..,F=.. "
+                           "(e.g. B=1,H=1,M=256,P=64,E=64,F=64)")
+    dims: dict[str, int] = {}
+    for item in text.split(","):
+        m = _SHAPE_ITEM.match(item)
+        if not m:
+            raise FuseMaxError(f"cannot read {item.strip()!r} in --shape {text!r}: each item is "
+                               f"NAME=INTEGER with NAME one of B, H, M, P, E, F")
+        name, value = m.group(1).upper(), int(m.group(2))
+        if name not in "BHMPEF":
+            raise FuseMaxError(f"unknown dimension {m.group(1)!r} in --shape {text!r}; "
+                               f"dimensions: B, H, M, P, E, F")
+        if name in dims:
+            raise FuseMaxError(f"dimension {name} given twice in --shape {text!r}")
+        dims[name] = value
+    missing = [d for d in "BHMPEF" if d not in dims]
+    if missing:
+        raise FuseMaxError(f"--shape {text!r} lacks {', '.join(missing)}; give all of "
+                           f"B, H, M, P, E, F")
+    return Shape(**dims)
+
+
+# ---------------------------------------------------------------------------------------------
+# cascades
+
+
+def check_cascade_mappable(cascade: str) -> None:
+    """FuseMaxError unless ``cascade`` (a built-in name or a .cas file) maps onto the v1
+    hardware; the message names the cascade and the obstacle."""
+    from fusemax.sw.library import load_cascade
+    from fusemax.sw.passes import analyse_passes
+
+    checked = load_cascade(cascade)  # FuseMaxError for unknown names / bad files
+    if checked.name in SUPPORTED_CASCADES:
+        return
+    passes = analyse_passes(checked)
+    roots = set(checked.roots.values())
+    if "M" not in roots:
+        raise FuseMaxError(
+            f"cascade {checked.name} cannot be mapped: it has no key rank M (its ranks: "
+            f"{', '.join(sorted(roots)) or 'none'}); the hardware streams keys M through the rows "
+            f"of the 2D array and runs only attention-1pass (Q[E,P], K[E,M], V[F,M] -> AV[F,P])")
+    m = passes["M"]
+    if m.passes > 1:
+        why = m.chain[0].describe() if m.chain else "a tensor it reads is complete only after a pass"
+        raise FuseMaxError(
+            f"cascade {checked.name} cannot be mapped: it needs {m.passes} passes over M ({why}); "
+            f"the hardware streams K and V once (no on-chip structure holds M) and runs only the "
+            f"1-pass cascade attention-1pass")
+    raise FuseMaxError(
+        f"cascade {checked.name} cannot be mapped: v1 has a sequencer binding only for "
+        f"attention-1pass (BQK, LM, SLN, SLD, SLNV on the 2D array; RM, PRM, SPD, RD, SPNV, RNV, "
+        f"AV on the 1D array); {checked.name} is a different sequence of Einsums")
+
+
+# ---------------------------------------------------------------------------------------------
+# layout
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything sits in external memory (line addresses; docs/architecture.md §3).
+
+    The schedule occupies lines [sched_base, sched_base + sched_lines); then for every (b, h),
+    in order, P2 Q blocks of E lines, M1 K/V chunks of E + F lines, P2 output blocks of F lines.
+    """
+
+    config_name: str
+    shape: Shape
+    rows: int
+    cols: int
+    mem_lanes: int
+    sched_base: int
+    sched_lines: int
+    data_base: int
+
+    @property
+    def P2(self) -> int:
+        return -(-self.shape.P // self.cols)
+
+    @property
+    def M1(self) -> int:
+        return -(-self.shape.M // self.rows)
+
+    @property
+    def chunk_lines(self) -> int:
+        return self.shape.E + self.shape.F
+
+    @property
+    def bh_lines(self) -> int:
+        s = self.shape
+        return self.P2 * s.E + self.M1 * (s.E + s.F) + self.P2 * s.F
+
+    def bh_base(self, b: int, h: int) -> int:
+        return self.data_base + (b * self.shape.H + h) * self.bh_lines
+
+    def q_addr(self, b: int, h: int, i: int) -> int:
+        return self.bh_base(b, h) + i * self.shape.E
+
+    def kv_addr(self, b: int, h: int, j: int) -> int:
+        return self.bh_base(b, h) + self.P2 * self.shape.E + j * self.chunk_lines
+
+    def out_addr(self, b: int, h: int, i: int) -> int:
+        s = self.shape
+        return self.bh_base(b, h) + self.P2 * s.E + self.M1 * self.chunk_lines + i * s.F
+
+    @property
+    def n_lines(self) -> int:
+        return self.data_base + self.shape.B * self.shape.H * self.bh_lines
+
+    @property
+    def output_range(self) -> tuple[int, int]:
+        """[lo, hi): the smallest line range holding every output block."""
+        s = self.shape
+        return self.out_addr(0, 0, 0), self.out_addr(s.B - 1, s.H - 1, self.P2 - 1) + s.F
+
+    def regions(self) -> list[dict]:
+        """Every region, in address order: kind, b, h, index, addr, lines, and what it holds."""
+        s = self.shape
+        out = [{"kind": "schedule", "addr": self.sched_base, "lines": self.sched_lines}]
+        for b in range(s.B):
+            for h in range(s.H):
+                for i in range(self.P2):
+                    out.append({"kind": "Q", "b": b, "h": h, "index": i, "addr": self.q_addr(b, h, i),
+                                "lines": s.E, "queries": [i * self.cols, min(s.P, (i + 1) * self.cols)]})
+                for j in range(self.M1):
+                    out.append({"kind": "KV", "b": b, "h": h, "index": j, "addr": self.kv_addr(b, h, j),
+                                "lines": self.chunk_lines,
+                                "keys": [j * self.rows, min(s.M, (j + 1) * self.rows)]})
+                for i in range(self.P2):
+                    out.append({"kind": "out", "b": b, "h": h, "index": i, "addr": self.out_addr(b, h, i),
+                                "lines": s.F, "queries": [i * self.cols, min(s.P, (i + 1) * self.cols)]})
+        return out
+
+    def as_dict(self, regions: bool = False) -> dict:
+        d = {"config": self.config_name, "shape": self.shape.as_dict(), "rows": self.rows,
+             "cols": self.cols, "mem_lanes": self.mem_lanes, "M1": self.M1, "P2": self.P2, "P1": 1,
+             "sched_base": self.sched_base, "sched_lines": self.sched_lines,
+             "data_base": self.data_base, "bh_lines": self.bh_lines, "n_lines": self.n_lines,
+             "output_range": list(self.output_range)}
+        if regions:
+            d["regions"] = self.regions()
+        return d
+
+
+def visible_chunks(shape: Shape, rows: int, cols: int, i: int, causal: bool) -> int:
+    """How many leading K/V chunks query block ``i`` needs (all M1 unless causal)."""
+    M1 = -(-shape.M // rows)
+    if not causal:
+        return M1
+    p_max = min((i + 1) * cols, shape.P) - 1
+    last_key = min(shape.M - 1, p_max + shape.M - shape.P)
+    return 0 if last_key < 0 else last_key // rows + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# schedules
+
+
+@dataclass
+class Schedule:
+    """The instructions (and a comment for each) for a shape, with its memory layout."""
+
+    config: FuseMaxConfig
+    shape: Shape
+    causal: bool
+    instructions: list[sf.Instruction]
+    comments: list[str]
+    layout: Layout
+    cascade: str = "attention-1pass"
+    tiles: int = 0
+    tiles_skipped: int = 0
+
+    @property
+    def words(self) -> list[int]:
+        return [ins.word for ins in self.instructions]
+
+    @property
+    def sched_base(self) -> int:
+        return self.layout.sched_base
+
+    @property
+    def output_range(self) -> tuple[int, int]:
+        return self.layout.output_range
+
+    def to_bytes(self) -> bytes:
+        """The schedule words as little-endian uint64 (the ``-o sched.bin`` file)."""
+        return np.asarray(self.words, dtype="<u8").tobytes()
+
+    def listing(self) -> str:
+        """One line per instruction: address, hex word, mnemonic, and what it touches."""
+        L, s = self.layout, self.shape
+        head = [
+            f"; fusemax schedule v{sf.VERSION}: {self.cascade} on config {self.config.name} "
+            f"({self.config.rows} rows x {self.config.cols} cols, digest {self.config.digest()}, "
+            f"tag {sf.config_tag(self.config.digest()):08x})",
+            f"; shape {s}{', causal (query p sees key m <= p + M - P)' if self.causal else ''}",
+            f"; tiling: M1 = ceil({s.M}/{L.rows}) = {L.M1} chunks of M0 = {L.rows} keys; "
+            f"P2 = ceil({s.P}/{L.cols}) = {L.P2} blocks of P1 x P0 = 1 x {L.cols} queries; "
+            f"{self.tiles} tiles" + (f" ({self.tiles_skipped} fully masked tiles skipped)"
+                                     if self.tiles_skipped else ""),
+            f"; memory: {L.n_lines} lines of {L.mem_lanes} x 16 bits; schedule at "
+            f"[{L.sched_base}, {L.sched_base + L.sched_lines}); outputs in "
+            f"[{L.output_range[0]}, {L.output_range[1]})",
+            ";",
+            "; addr     word              instruction",
+        ]
+        lines = list(head)
+        for n, (ins, note) in enumerate(zip(self.instructions, self.comments)):
+            text = f"{L.sched_base + n:08x} {ins.word:016x}  {str(ins):<34s}"
+            lines.append(f"{text} ; {note}" if note else text.rstrip())
+        lines.append(";")
+        lines.append("; regions (line address, lines):")
+        for r in L.regions()[1:]:
+            where = f"b{r['b']} h{r['h']}"
+            if r["kind"] == "KV":
+                what = f"K/V chunk {r['index']}: keys {r['keys'][0]}..{r['keys'][1] - 1} (K lines 0..{s.E - 1}, V lines {s.E}..{s.E + s.F - 1})"
+            else:
+                what = (f"{'Q block' if r['kind'] == 'Q' else 'output block'} {r['index']}: "
+                        f"queries {r['queries'][0]}..{r['queries'][1] - 1}")
+            lines.append(f";   {r['addr']:08x} {r['lines']:6d}  {where} {what}")
+        return "\n".join(lines) + "\n"
+
+    def cycle_bound(self) -> int:
+        """A generous upper bound on the cycles a correct v1 design needs (for hang detection)."""
+        c, n = self.config, self.config.numerics
+        s = self.shape
+        lat = c.mem_latency + 4
+        tile = s.E + s.F + 2 * n.exp_cycles + 4 * (c.row_bits + 4) + 32
+        load = (s.E + s.F) + lat
+        av = s.F * (n.div_cycles + 2) + s.F + lat + 16
+        ldq = s.E + lat
+        blocks = s.B * s.H * self.layout.P2
+        est = self.tiles * (tile + load) + blocks * (av + ldq) + len(self.instructions) * (lat + 4)
+        return 4 * est + 10_000
+
+
+def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
+                     cascade: str = "attention-1pass", sched_base: int = 0) -> Schedule:
+    """The control schedule and memory layout of ``cascade`` for ``shape`` on ``config``.
+
+    Raises FuseMaxError naming the obstacle when the shape does not fit the configuration.
+    """
+    if cascade not in SUPPORTED_CASCADES:
+        check_cascade_mappable(cascade)  # raises with the reason (or accepts a renamed copy)
+    shape = Shape.of(shape)
+    _check_fits(config, shape)
+    rows, cols = config.rows, config.cols
+    s = shape
+    P2, M1 = -(-s.P // cols), -(-s.M // rows)
+    tiles_per_block = [visible_chunks(s, rows, cols, i, causal) for i in range(P2)]
+    n_tiles = s.B * s.H * sum(tiles_per_block)
+    n_instr = 4 + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
+    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_instr,
+                    sched_base + n_instr)
+    if layout.n_lines > (1 << config.mem_addr_width):
+        raise FuseMaxError(
+            f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
+            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
+            f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
+            f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or M, or a config with a "
+            f"wider mem_addr_width")
+
+    ins: list[sf.Instruction] = []
+    notes: list[str] = []
+
+    def emit(op: str, note: str = "", **args: int) -> None:
+        sf.encode(op, **args)  # range-check now, with the instruction's name in the error
+        ins.append(sf.Instruction(op, dict(args)))
+        notes.append(note)
+
+    digest = config.digest()
+    emit("HDR", f"schedule format v{sf.VERSION}, config {config.name} (digest {digest})",
+         version=sf.VERSION, tag=sf.config_tag(digest))
+    emit("SHAPE", f"E = {s.E} (Q, K), F = {s.F} (V)", E=s.E, F=s.F)
+    emit("MASK", f"M = {s.M} keys, P = {s.P} queries", M=s.M, P=s.P)
+    emit("CAUSAL", "causal: query p sees key m <= p + M - P" if causal else "no causal mask",
+         enable=int(causal))
+    skipped = 0
+    for b in range(s.B):
+        for h in range(s.H):
+            for i in range(P2):
+                where = f"b{b} h{h} block {i}"
+                p_lo, p_hi = i * cols, min(s.P, (i + 1) * cols)
+                T = tiles_per_block[i]
+                skipped += M1 - T
+                emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}, reset RM/RD/RNV",
+                     addr=layout.q_addr(b, h, i), p_base=p_lo)
+
+                def ldkv(j: int) -> None:
+                    emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) -> slot {j % 2}",
+                         addr=layout.kv_addr(b, h, j), slot=j % 2)
+
+                for j in range(min(T, 2)):
+                    ldkv(j)
+                for j in range(T):
+                    emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
+                         f"x queries {p_lo}..{p_hi - 1}", slot=j % 2, m_base=j * rows)
+                    if j + 2 < T:
+                        ldkv(j + 2)
+                note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
+                if T < M1:
+                    note += (f" (causal: {M1 - T} masked tile{'s' if M1 - T != 1 else ''} skipped"
+                             + (", no key visible: RD = 0, output 0" if T == 0 else "") + ")")
+                emit("AV", note, addr=layout.out_addr(b, h, i))
+    emit("END", "wait for stores, raise done")
+    assert len(ins) == n_instr
+    return Schedule(config, s, bool(causal), ins, notes, layout, cascade="attention-1pass",
+                    tiles=n_tiles, tiles_skipped=skipped)
+
+
+def _check_fits(config: FuseMaxConfig, s: Shape) -> None:
+    c, n = config, config.numerics
+    if c.mem_lanes * 16 < sf.WORD_BITS:
+        raise FuseMaxError(
+            f"config {c.name} has {c.mem_lanes}-lane memory lines ({16 * c.mem_lanes} bits): a "
+            f"schedule instruction needs {sf.WORD_BITS} bits, so rows or cols must be >= 4")
+    if s.E > c.max_e:
+        raise FuseMaxError(f"E = {s.E} exceeds the Q buffer of config {c.name} (max_e = {c.max_e}); "
+                           f"the Q block and each K chunk hold max_e lines")
+    if s.F > c.max_f:
+        raise FuseMaxError(f"F = {s.F} exceeds the V buffer and RNV register file of config "
+                           f"{c.name} (max_f = {c.max_f})")
+    if s.E > (1 << n.acc_guard_bits):
+        raise FuseMaxError(f"E = {s.E} exceeds 2**acc_guard_bits = {1 << n.acc_guard_bits} of config "
+                           f"{c.name}: the BQK accumulator would not hold the exact dot product")
+    if max(s.E, s.F) >= (1 << _SHAPE_BITS):
+        raise FuseMaxError(f"E or F >= 2^{_SHAPE_BITS} does not fit the SHAPE instruction")
+    if s.M >= (1 << _MASK_M_BITS):
+        raise FuseMaxError(f"M = {s.M} keys does not fit the MASK instruction (< 2^{_MASK_M_BITS})")
+    if s.P >= (1 << _MASK_P_BITS):
+        raise FuseMaxError(f"P = {s.P} queries does not fit the MASK instruction (< 2^{_MASK_P_BITS})")
+
+
+# ---------------------------------------------------------------------------------------------
+# programs: schedule + filled image
+
+
+@dataclass
+class Program:
+    """A compiled workload: the schedule, the memory image it runs on, and how to read it back."""
+
+    schedule: Schedule
+    image: np.ndarray  #: (n_lines, mem_lanes) uint16
+    scale: float
+    input_saturation: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def config(self) -> FuseMaxConfig:
+        return self.schedule.config
+
+    @property
+    def shape(self) -> Shape:
+        return self.schedule.shape
+
+    @property
+    def causal(self) -> bool:
+        return self.schedule.causal
+
+    @property
+    def instructions(self) -> list[sf.Instruction]:
+        return self.schedule.instructions
+
+    @property
+    def layout(self) -> Layout:
+        return self.schedule.layout
+
+    @property
+    def sched_base(self) -> int:
+        return self.schedule.sched_base
+
+    @property
+    def output_range(self) -> tuple[int, int]:
+        return self.schedule.output_range
+
+    def listing(self) -> str:
+        return self.schedule.listing()
+
+    def decode_output(self, image: np.ndarray, base: int = 0) -> np.ndarray:
+        """Output codes (B, H, P, F) int64 from an image (or a dump whose first row is line
+        ``base``, e.g. the ``output_range`` dump)."""
+        L, s = self.layout, self.shape
+        img = np.asarray(image)
+        if img.ndim != 2 or img.shape[1] != L.mem_lanes:
+            raise FuseMaxError(f"image must be (lines, {L.mem_lanes}), got {img.shape}")
+        lo, hi = L.output_range
+        if base > lo or base + img.shape[0] < hi:
+            raise FuseMaxError(f"image lines [{base}, {base + img.shape[0]}) do not cover the "
+                               f"outputs [{lo}, {hi})")
+        codes = img.astype(np.uint16).view(np.int16).astype(np.int64)
+        out = np.zeros((s.B, s.H, L.P2 * L.cols, s.F), np.int64)
+        for b in range(s.B):
+            for h in range(s.H):
+                for i in range(L.P2):
+                    a = L.out_addr(b, h, i) - base
+                    out[b, h, i * L.cols:(i + 1) * L.cols, :] = codes[a:a + s.F, :L.cols].T
+        return out[:, :, :s.P, :]
+
+    def hex_text(self) -> str:
+        return hex_lines(self.image)
+
+    def write_hex(self, path) -> Path:
+        """The image in ``$readmemh`` format: one line of mem_lanes*4 hex digits per memory
+        line, lane 0 rightmost."""
+        path = Path(path)
+        path.write_text(self.hex_text())
+        return path
+
+
+def hex_lines(image: np.ndarray) -> str:
+    img = np.ascontiguousarray(np.asarray(image, np.uint16)[:, ::-1]).astype(">u2")
+    lanes = img.shape[1]
+    hx = binascii.hexlify(img.tobytes())
+    rows = np.frombuffer(hx, dtype=f"S{lanes * 4}")
+    return (b"\n".join(rows) + b"\n").decode("ascii") if len(rows) else ""
+
+
+def read_hex(path_or_text, lanes: int) -> np.ndarray:
+    """Parse ``$writememh`` / ``$readmemh`` text into (lines, lanes) uint16 (lane 0 = low bits).
+    ``//`` comments are skipped; ``@addr`` markers are not supported (contiguous dumps only)."""
+    text = path_or_text
+    if isinstance(path_or_text, Path) or (isinstance(path_or_text, str) and "\n" not in path_or_text
+                                          and Path(path_or_text).is_file()):
+        text = Path(path_or_text).read_text()
+    digits = lanes * 4
+    rows = []
+    for line in text.splitlines():
+        line = line.split("//", 1)[0].strip()
+        if not line:
+            continue
+        for word in line.split():
+            if word.startswith("@"):
+                raise FuseMaxError("address markers (@...) in a memory dump are not supported")
+            word = word.replace("_", "").lower()
+            if any(ch in "xz" for ch in word):
+                word = re.sub("[xz]", "0", word)
+            if len(word) > digits:
+                word = word[-digits:]
+            rows.append(word.rjust(digits, "0"))
+    if not rows:
+        return np.zeros((0, lanes), np.uint16)
+    raw = np.frombuffer(bytes.fromhex("".join(rows)), dtype=">u2").reshape(len(rows), lanes)
+    return np.ascontiguousarray(raw[:, ::-1]).astype(np.uint16)
+
+
+def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None,
+                      causal: bool = False, cascade: str = "attention-1pass") -> Program:
+    """Compile attention of float ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) for
+    ``config``: the schedule plus the memory image with the quantized inputs (Q' = Q * scale *
+    log2(e), as the golden's ``quantize_inputs``). ``scale`` defaults to 1/sqrt(E)."""
+    from fusemax.sw.golden import quantize_inputs
+
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    v = np.asarray(v, np.float64)
+    shape = Shape.of_arrays(q, k, v)
+    sched = compile_schedule(config, shape, causal=causal, cascade=cascade)
+    if scale is None:
+        scale = 1.0 / math.sqrt(shape.E)
+    if not np.isfinite(scale):
+        raise FuseMaxError(f"scale must be finite, got {scale}")
+    qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
+    image = build_image(sched, qc, kc, vc)
+    return Program(sched, image, float(scale), {r: int(n) for r, n in sat.items()})
+
+
+def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
+    """The memory image of ``sched`` with the quantized codes ``qc``, ``kc``, ``vc``."""
+    L, s = sched.layout, sched.shape
+    rows, cols, lanes = L.rows, L.cols, L.mem_lanes
+    img = np.zeros((L.n_lines, lanes), np.uint16)
+    words = np.asarray(sched.words, dtype=np.uint64)
+    for w in range(4):  # instruction bits [63:0] in lanes 0..3
+        img[L.sched_base:L.sched_base + len(words), w] = ((words >> np.uint64(16 * w)) & np.uint64(0xFFFF)).astype(np.uint16)
+
+    def u16(a):
+        return (np.asarray(a, np.int64) & 0xFFFF).astype(np.uint16)
+
+    qc, kc, vc = u16(qc), u16(kc), u16(vc)
+    P2, M1 = L.P2, L.M1
+    # pad P to P2*cols and M to M1*rows with zeros, then place whole regions with reshapes
+    qp = np.zeros((s.B, s.H, P2 * cols, s.E), np.uint16)
+    qp[:, :, :s.P] = qc
+    kp = np.zeros((s.B, s.H, M1 * rows, s.E), np.uint16)
+    kp[:, :, :s.M] = kc
+    vp = np.zeros((s.B, s.H, M1 * rows, s.F), np.uint16)
+    vp[:, :, :s.M] = vc
+    for b in range(s.B):
+        for h in range(s.H):
+            base = L.bh_base(b, h)
+            # Q blocks: (P2, E lines, cols lanes)
+            qb = qp[b, h].reshape(P2, cols, s.E).transpose(0, 2, 1)
+            img[base:base + P2 * s.E, :cols] = qb.reshape(P2 * s.E, cols)
+            kvb = np.concatenate([kp[b, h].reshape(M1, rows, s.E).transpose(0, 2, 1),
+                                  vp[b, h].reshape(M1, rows, s.F).transpose(0, 2, 1)], axis=1)
+            a = L.kv_addr(b, h, 0)
+            img[a:a + M1 * (s.E + s.F), :rows] = kvb.reshape(M1 * (s.E + s.F), rows)
+    return img
+
+
+def buffer_bytes(config: FuseMaxConfig) -> dict[str, int]:
+    """On-chip storage of a configuration in bytes (none of it depends on M):
+    Q buffer (max_e x cols Q' values), the two K/V slots (max_e K + max_f V lines of rows
+    values each), the RNV register files (max_f per 1D PE) and the RM (+ valid) / RD state."""
+    n = config.numerics
+    bits = {
+        "q_buffer": config.max_e * config.cols * n.q.width,
+        "kv_buffer": 2 * (config.max_e * config.rows * n.k.width + config.max_f * config.rows * n.v.width),
+        "rnv_regfile": config.cols * config.max_f * n.rnv.width,
+        "rm_rd_state": config.cols * (n.score.width + 1 + n.rd.width),
+    }
+    out = {k: -(-v // 8) for k, v in bits.items()}
+    out["total"] = sum(out.values())
+    return out
+
+
+def iter_words(data: bytes) -> Iterable[int]:
+    """Words of a ``sched.bin`` file (little-endian uint64)."""
+    if len(data) % 8:
+        raise FuseMaxError(f"a schedule file holds whole 64-bit words; got {len(data)} bytes")
+    return (int(w) for w in np.frombuffer(data, dtype="<u8"))

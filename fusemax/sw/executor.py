@@ -1,0 +1,201 @@
+"""A functional model of the v1 sequencer: runs a schedule on a memory image, instruction by
+instruction, exactly as docs/architecture.md sections 4-6 specify, with the NumPy operator twins
+(:mod:`fusemax.sw.numerics`) -- and nothing from the golden model.
+
+It checks the compiler and the image layout independently of the RTL (its output must equal
+``attention_1pass(...).out_codes``), and it tells, when the RTL and the golden disagree, which
+side is wrong (it keeps every tile's intermediates on request).
+
+No timing: the result has the counts the hardware's counters 4, 5, 16 and 17 must show
+(instructions, tiles, lines read, lines written) and the error flags it must raise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fusemax.config import FuseMaxConfig
+from fusemax.errors import FuseMaxError
+from fusemax.sw import numerics as nm
+from fusemax.sw import schedule as sf
+
+__all__ = ["ERROR_BITS", "decode_errors", "ExecResult", "execute"]
+
+#: Error flag bit -> name (docs/architecture.md section 6).
+ERROR_BITS = {0: "config", 1: "shape", 2: "opcode", 3: "score_saturated", 4: "rd_saturated",
+              5: "rnv_saturated", 6: "out_saturated", 7: "div_by_zero"}
+_BIT = {name: bit for bit, name in ERROR_BITS.items()}
+
+
+def decode_errors(bits: int) -> list[str]:
+    """Names of the flags set in an 8-bit error word."""
+    return [name for bit, name in ERROR_BITS.items() if (int(bits) >> bit) & 1]
+
+
+@dataclass
+class ExecResult:
+    image: np.ndarray                   #: the memory image after the run (a copy)
+    error: int                          #: sticky error flags (ERROR_BITS)
+    instructions: int                   #: executed, END (or the failing one) included
+    tiles: int
+    lines_read: int                     #: data lines (Q, K/V); instruction fetches not included
+    lines_written: int
+    stopped_at: int | None = None       #: address of the instruction that stopped the run on an error
+    stop_reason: str = ""
+    trace: list[dict] | None = field(default=None, repr=False)
+
+    @property
+    def error_flags(self) -> list[str]:
+        return decode_errors(self.error)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {"instructions": self.instructions, "tiles": self.tiles,
+                "mem_lines_read": self.lines_read, "mem_lines_written": self.lines_written}
+
+
+def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
+            trace: bool = False, max_instructions: int = 1 << 40) -> ExecResult:
+    """Run the schedule at ``sched_base`` on ``image`` ((lines, mem_lanes) uint16) as the v1
+    hardware of ``config`` would. Returns the image after the run, flags and counts."""
+    nc = config.numerics
+    mode = nc.rounding
+    R, C = config.rows, config.cols
+    lanes = config.mem_lanes
+    img = np.array(image, dtype=np.uint16, copy=True)
+    if img.ndim != 2 or img.shape[1] != lanes:
+        raise FuseMaxError(f"image must be (lines, {lanes}) for config {config.name}, got {img.shape}")
+    n_lines = img.shape[0]
+    signed = img.view(np.int16)  # memory words hold sign-extended 16-bit codes
+    tag = sf.config_tag(config.digest())
+    score_min = np.int64(nc.score.min_code)
+
+    res = ExecResult(img, 0, 0, 0, 0, 0, trace=[] if trace else None)
+    E = F = M = P = 0
+    causal = False
+    shape_ok = False
+    qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
+    slots = [None, None]  # each: (K [E, R], V [F, R]) int64
+    p_base = 0
+    RM = np.zeros(C, np.int64)
+    RMv = np.zeros(C, bool)
+    RD = np.zeros(C, np.int64)
+    RNV = np.zeros((C, max(config.max_f, 1)), np.int64)
+
+    def read(addr: int, count: int) -> np.ndarray:
+        if addr + count > n_lines:
+            raise FuseMaxError(f"read of lines [{addr}, {addr + count}) past the image ({n_lines} lines)")
+        res.lines_read += count
+        return signed[addr:addr + count].astype(np.int64)
+
+    def stop(bit: str, pc: int, why: str) -> ExecResult:
+        res.error |= 1 << _BIT[bit]
+        res.stopped_at, res.stop_reason = pc, why
+        return res
+
+    def flag(bit: str, cond) -> None:
+        if np.any(cond):
+            res.error |= 1 << _BIT[bit]
+
+    pc = sched_base
+    while True:
+        if res.instructions >= max_instructions:
+            raise FuseMaxError(f"schedule did not reach END within {max_instructions} instructions")
+        if pc >= n_lines:
+            return stop("opcode", pc, f"ran past the end of memory at line {pc}")
+        word = sum(int(img[pc, w]) << (16 * w) for w in range(4))
+        res.instructions += 1
+        try:
+            ins = sf.decode(word)
+        except FuseMaxError:
+            return stop("opcode", pc, f"unknown opcode in word {word:016x}")
+        op, a = ins.op, ins.args
+        first = pc == sched_base
+        if first and op != "HDR":
+            return stop("config", pc, f"first instruction is {op}, not HDR")
+        if op == "HDR":
+            if a["version"] != sf.VERSION or a["tag"] != tag:
+                return stop("config", pc, f"HDR version {a['version']} tag {a['tag']:08x}; this "
+                            f"design is version {sf.VERSION} tag {tag:08x} ({config.name})")
+        elif op == "SHAPE":
+            E, F = a["E"], a["F"]
+            if not (1 <= E <= config.max_e and 1 <= F <= config.max_f):
+                return stop("shape", pc, f"E = {E}, F = {F} outside 1..{config.max_e}, 1..{config.max_f}")
+            shape_ok = True
+        elif op == "MASK":
+            M, P = a["M"], a["P"]
+        elif op == "CAUSAL":
+            causal = bool(a["enable"])
+        elif op in ("LDQ", "LDKV", "TILE", "AV") and not shape_ok:
+            return stop("shape", pc, f"{op} before SHAPE")
+        elif op == "LDQ":
+            qbuf[:E] = read(a["addr"], E)[:, :C]
+            p_base = a["p_base"]
+            RMv[:] = False
+            RM[:] = 0
+            RD[:] = 0
+            RNV[:] = 0
+        elif op == "LDKV":
+            kv = read(a["addr"], E + F)
+            slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())
+        elif op == "TILE":
+            if slots[a["slot"]] is None:
+                raise FuseMaxError(f"TILE at line {pc} reads slot {a['slot']}, never loaded")
+            K, V = slots[a["slot"]]
+            m_base = a["m_base"]
+            p = p_base + np.arange(C)
+            m = m_base + np.arange(R)
+            real = p < P  # padding lanes raise no flag
+            valid = np.broadcast_to(m[None, :] < M, (C, R))
+            if causal:
+                valid = valid & (m[None, :] <= (p[:, None] + M - P))
+            # 1. BQK
+            acc = qbuf[:E].T @ K  # (C, R), exact
+            bqk, s_sat = nm.requantize(acc, nc.qk_frac, nc.score, mode)
+            flag("score_saturated", s_sat & valid & real[:, None])
+            # 2. LM; 3. RM, PRM
+            lmv = valid.any(1)
+            lm = np.where(valid, bqk, score_min).max(1)
+            rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, lmv)
+            prm = nm.exp2(nm.sub(RM, rm_new), ~RMv, nc)
+            # 4. SLN; 5. SLD, RD
+            sln = nm.exp2(nm.sub(bqk, rm_new[:, None]), ~valid | ~rm_new_v[:, None], nc)
+            sld = sln.sum(1)
+            spd, f1 = nm.rescale(RD, prm, nc.exp.frac, nc.rd, mode)
+            rd_new, f2 = nm.requantize(nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode) + spd,
+                                       nc.rd.frac, nc.rd, mode)
+            flag("rd_saturated", (f1 | f2) & real)
+            # 6. SLNV, RNV
+            slnv = sln @ V[:F].T  # (C, F)
+            spnv, f3 = nm.rescale(RNV[:, :F], prm[:, None], nc.exp.frac, nc.rnv, mode)
+            rnv_new, f4 = nm.requantize(
+                nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode) + spnv,
+                nc.rnv.frac, nc.rnv, mode)
+            flag("rnv_saturated", (f3 | f4) & real[:, None])
+            if res.trace is not None:
+                res.trace.append({"pc": pc, "p_base": p_base, "m_base": m_base, "valid": valid.copy(),
+                                  "BQK": bqk, "LM": lm, "LM_valid": lmv, "RM_old": RM.copy(),
+                                  "RM_old_valid": RMv.copy(), "RM": rm_new, "RM_valid": rm_new_v,
+                                  "PRM": prm, "SLN": sln, "SLD": sld, "SPD": spd, "RD": rd_new,
+                                  "SLNV": slnv, "SPNV": spnv, "RNV": rnv_new})
+            # 7.
+            RM, RMv, RD = rm_new, rm_new_v, rd_new
+            RNV[:, :F] = rnv_new
+            res.tiles += 1
+        elif op == "AV":
+            addr = a["addr"]
+            if addr + F > n_lines:
+                raise FuseMaxError(f"AV at line {pc} writes [{addr}, {addr + F}) past the image")
+            av, s_out, dz = nm.divide(RNV[:, :F], RD[:, None], nc)
+            real = (p_base + np.arange(C)) < P
+            flag("out_saturated", s_out & real[:, None])
+            flag("div_by_zero", dz & real[:, None])
+            line = np.zeros((F, lanes), np.uint16)
+            line[:, :C] = (av.T & 0xFFFF).astype(np.uint16)
+            img[addr:addr + F] = line
+            res.lines_written += F
+        elif op == "END":
+            return res
+        pc += 1

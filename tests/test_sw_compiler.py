@@ -1,0 +1,222 @@
+"""The compiler (fusemax.sw.compiler) and ``fusemax compile``: tiling, order, causal skipping,
+layout, image contents, hex files and the errors for shapes and cascades that do not map."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fusemax.cli import main as fusemax
+from fusemax.config import preset
+from fusemax.errors import FuseMaxError
+from fusemax.sw import schedule as sf
+from fusemax.sw.compiler import (Shape, compile_attention, compile_schedule, parse_shape, read_hex,
+                                 visible_chunks, buffer_bytes)
+
+
+def ops(sched):
+    return [i.op for i in sched.instructions]
+
+
+def test_parse_shape():
+    assert parse_shape("B=1,H=2,M=256,P=64,E=32,F=16") == Shape(1, 2, 256, 64, 32, 16)
+    assert parse_shape(" f=3, e=4 ,P=5,M=6,H=1,B=2") == Shape(2, 1, 6, 5, 4, 3)
+    for bad, what in [("B=1,H=1", "lacks M, P, E, F"), ("B=1,B=2,H=1,M=1,P=1,E=1,F=1", "twice"),
+                      ("B=1,H=1,M=x,P=1,E=1,F=1", "cannot read"), ("Q=1", "unknown dimension"),
+                      ("", "empty"), ("B=0,H=1,M=1,P=1,E=1,F=1", "positive")]:
+        with pytest.raises(FuseMaxError, match=what):
+            parse_shape(bad)
+
+
+def test_schedule_order_double_buffered():
+    c = preset("tiny")
+    s = compile_schedule(c, Shape(1, 1, 4 * 5, 4, 4, 4))
+    assert ops(s) == ["HDR", "SHAPE", "MASK", "CAUSAL", "LDQ", "LDKV", "LDKV", "TILE", "LDKV", "TILE",
+                      "LDKV", "TILE", "LDKV", "TILE", "TILE", "AV", "END"]
+    tiles = [i.args for i in s.instructions if i.op == "TILE"]
+    assert [t["slot"] for t in tiles] == [0, 1, 0, 1, 0]
+    assert [t["m_base"] for t in tiles] == [0, 4, 8, 12, 16]
+    loads = [i.args for i in s.instructions if i.op == "LDKV"]
+    assert [l["slot"] for l in loads] == [0, 1, 0, 1, 0]
+    assert [l["addr"] for l in loads] == [s.layout.kv_addr(0, 0, j) for j in range(5)]
+    hdr = s.instructions[0].args
+    assert hdr == {"tag": sf.config_tag(c.digest()), "version": sf.VERSION}
+    assert s.instructions[1].args == {"E": 4, "F": 4}
+
+
+def test_single_chunk_and_counts():
+    c = preset("small")
+    s = compile_schedule(c, Shape(2, 3, 5, 20, 8, 8))
+    # per (b, h): P2 = 3 blocks of LDQ, LDKV, TILE, AV
+    assert ops(s)[4:8] == ["LDQ", "LDKV", "TILE", "AV"]
+    assert len(s.instructions) == 4 + 6 * 3 * 4 + 1 and s.tiles == 18
+    assert s.layout.M1 == 1 and s.layout.P2 == 3
+
+
+def test_layout_regions_do_not_overlap():
+    c = preset("rect")
+    s = compile_schedule(c, Shape(2, 3, 37, 29, 24, 40))
+    regs = sorted(s.layout.regions(), key=lambda r: r["addr"])
+    end = 0
+    for r in regs:
+        assert r["addr"] == end, r
+        end = r["addr"] + r["lines"]
+    assert end == s.layout.n_lines
+    assert s.layout.M1 == 5 and s.layout.P2 == 8
+    lo, hi = s.output_range
+    assert lo == s.layout.out_addr(0, 0, 0) and hi == s.layout.out_addr(1, 2, 7) + 40
+
+
+def test_causal_skips_fully_masked_tiles():
+    c = preset("tiny")
+    # M = P = 16: block i sees chunks 0..i
+    s = compile_schedule(c, Shape(1, 1, 16, 16, 4, 4), causal=True)
+    assert [visible_chunks(s.shape, 4, 4, i, True) for i in range(4)] == [1, 2, 3, 4]
+    assert s.tiles == 10 and s.tiles_skipped == 6
+    assert s.instructions[3].args == {"enable": 1}
+    # P > M: the first queries see no key at all -> a block with no tile
+    s2 = compile_schedule(c, Shape(1, 1, 3, 12, 4, 4), causal=True)
+    assert [visible_chunks(s2.shape, 4, 4, i, True) for i in range(3)] == [0, 0, 1]
+    assert ops(s2)[4:] == ["LDQ", "AV", "LDQ", "AV", "LDQ", "LDKV", "TILE", "AV", "END"]
+    # M > P (KV cache): every block sees the first chunks
+    s3 = compile_schedule(c, Shape(1, 1, 40, 4, 4, 4), causal=True)
+    assert s3.tiles == 10
+
+
+def test_image_contents():
+    c = preset("rect")  # 8 rows, 4 cols, 8 lanes
+    rng = np.random.default_rng(0)
+    B, H, M, P, E, F = 1, 2, 11, 6, 3, 5
+    q, k, v = rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    prog = compile_attention(c, q, k, v)
+    from fusemax.sw.golden import quantize_inputs
+    qc, kc, vc, _ = quantize_inputs(q, k, v, c, prog.scale)
+    img = prog.image.view(np.int16).astype(np.int64)
+    L = prog.layout
+    assert img.shape == (L.n_lines, 8)
+    # schedule words in lanes 0..3
+    for n, w in enumerate(prog.schedule.words):
+        assert sum(int(prog.image[n, j]) << (16 * j) for j in range(4)) == w
+        assert not prog.image[n, 4:].any()
+    for h in range(H):
+        for i in range(L.P2):
+            blk = img[L.q_addr(0, h, i):L.q_addr(0, h, i) + E]
+            for c_ in range(4):
+                p = i * 4 + c_
+                want = qc[0, h, p] if p < P else np.zeros(E)
+                assert np.array_equal(blk[:, c_], want)
+            assert not blk[:, 4:].any()
+        for j in range(L.M1):
+            a = L.kv_addr(0, h, j)
+            for r in range(8):
+                m = j * 8 + r
+                assert np.array_equal(img[a:a + E, r], kc[0, h, m] if m < M else np.zeros(E))
+                assert np.array_equal(img[a + E:a + E + F, r], vc[0, h, m] if m < M else np.zeros(F))
+
+
+def test_hex_roundtrip(tmp_path):
+    c = preset("tiny")
+    rng = np.random.default_rng(1)
+    prog = compile_attention(c, rng.normal(size=(1, 1, 5, 4)), rng.normal(size=(1, 1, 9, 4)),
+                             rng.normal(size=(1, 1, 9, 2)))
+    path = prog.write_hex(tmp_path / "img.hex")
+    lines = path.read_text().splitlines()
+    assert len(lines) == prog.layout.n_lines and all(len(x) == 16 for x in lines)
+    assert int(lines[0], 16) == prog.schedule.words[0]  # lane 0 rightmost
+    assert np.array_equal(read_hex(path, 4), prog.image)
+    assert np.array_equal(read_hex("// comment\n" + "\n".join(lines[:3]) + "\n", 4), prog.image[:3])
+
+
+def test_decode_output_from_dump():
+    c = preset("wide")
+    rng = np.random.default_rng(2)
+    prog = compile_attention(c, rng.normal(size=(2, 1, 11, 4)), rng.normal(size=(2, 1, 9, 4)),
+                             rng.normal(size=(2, 1, 9, 3)))
+    img = prog.image.copy()
+    L = prog.layout
+    want = rng.integers(-3000, 3000, size=(2, 1, 11, 3))
+    for b in range(2):
+        for i in range(L.P2):
+            for f in range(3):
+                for c_ in range(8):
+                    p = i * 8 + c_
+                    img[L.out_addr(b, 0, i) + f, c_] = np.uint16(want[b, 0, p, f] & 0xFFFF) if p < 11 else 77
+    lo, hi = prog.output_range
+    assert np.array_equal(prog.decode_output(img), want)
+    assert np.array_equal(prog.decode_output(img[lo:hi], base=lo), want)
+    with pytest.raises(FuseMaxError, match="do not cover"):
+        prog.decode_output(img[lo + 1:hi], base=lo + 1)
+
+
+@pytest.mark.parametrize("shape, msg", [
+    (Shape(1, 1, 8, 8, 80, 8), r"E = 80 exceeds the Q buffer of config medium \(max_e = 64\)"),
+    (Shape(1, 1, 8, 8, 8, 65), r"F = 65 exceeds the V buffer .* \(max_f = 64\)"),
+    (Shape(64, 1, 65536, 8, 8, 8), r"image needs \d+ lines .* 2\^20 = 1048576 lines"),
+])
+def test_shapes_that_do_not_map(shape, msg):
+    with pytest.raises(FuseMaxError, match=msg):
+        compile_schedule(preset("medium"), shape)
+
+
+def test_small_lines_cannot_hold_instructions():
+    c = preset("tiny").replace(name="t2", rows=2, cols=2)
+    with pytest.raises(FuseMaxError, match="needs 64 bits"):
+        compile_schedule(c, Shape(1, 1, 4, 4, 4, 4))
+
+
+@pytest.mark.parametrize("cascade, msg", [
+    ("attention-3pass", r"attention-3pass cannot be mapped: it needs 3 passes over M"),
+    ("attention-2pass", r"attention-2pass cannot be mapped: it needs 2 passes over M"),
+    ("pedagogical-1", r"pedagogical-1 cannot be mapped: it has no key rank M"),
+    ("no-such-cascade", r"no built-in cascade"),
+])
+def test_cascades_that_do_not_map(cascade, msg):
+    with pytest.raises(FuseMaxError, match=msg):
+        compile_schedule(preset("tiny"), Shape(1, 1, 4, 4, 4, 4), cascade=cascade)
+
+
+def test_same_design_any_m():
+    c = preset("tiny")
+    a = compile_schedule(c, Shape(1, 1, 256, 4, 8, 8))
+    b = compile_schedule(c, Shape(1, 1, 65536, 4, 8, 8))
+    assert a.instructions[0] == b.instructions[0]  # same config tag: same hardware
+    assert b.tiles == 16384
+    assert buffer_bytes(c) == buffer_bytes(c)  # a function of the config only
+    assert buffer_bytes(c)["q_buffer"] == 64 * 4 * 2
+
+
+def test_cli_compile(tmp_path, capsys):
+    out, lst = tmp_path / "s.bin", tmp_path / "s.lst"
+    rc = fusemax(["compile", "attention-1pass", "--config", "small", "--shape",
+                  "B=1,H=2,M=37,P=29,E=24,F=40", "--causal", "-o", str(out), "--listing", str(lst),
+                  "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    sched = compile_schedule(preset("small"), Shape(1, 2, 37, 29, 24, 40), causal=True)
+    words = np.frombuffer(out.read_bytes(), dtype="<u8")
+    assert [int(w) for w in words] == sched.words
+    assert summary["instructions"] == len(words) and summary["tiling"]["M1"] == 5
+    text = lst.read_text()
+    assert "HDR" in text and "K/V chunk 4" in text and "causal" in text
+    assert len([x for x in text.splitlines() if not x.startswith(";")]) == len(words)
+
+
+def test_cli_compile_errors(capsys):
+    assert fusemax(["compile", "attention-1pass", "--config", "small", "--shape", "B=1,H=1"]) == 2
+    assert "lacks M, P, E, F" in capsys.readouterr().err
+    assert fusemax(["compile", "attention-1pass", "--config", "medium", "--shape",
+                    "B=1,H=1,M=8,P=8,E=80,F=8"]) == 2
+    assert "E = 80 exceeds the Q buffer of config medium (max_e = 64)" in capsys.readouterr().err
+    assert fusemax(["compile", "attention-2pass", "--config", "tiny", "--shape",
+                    "B=1,H=1,M=8,P=8,E=8,F=8"]) == 2
+    assert "attention-2pass cannot be mapped" in capsys.readouterr().err
+
+
+def test_cli_listing_stdout(capsys):
+    assert fusemax(["compile", "attention-1pass", "--config", "tiny", "--shape",
+                    "B=1,H=1,M=8,P=4,E=4,F=4", "--listing", "-"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("; fusemax schedule v1")
+    assert "TILE slot=1 m_base=4" in out
