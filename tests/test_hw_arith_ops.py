@@ -4,8 +4,12 @@ exercise the other rounding modes, exp degrees, signed exp format and a negative
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fusemax.config import FuseMaxConfig, NumericsConfig, preset
 from fusemax.hw.arith import Divider, Exp2, Mac, MaxValid, Requant, Rescale, Sub
@@ -150,3 +154,42 @@ def test_pipelined_divider_streams(key):
     assert when == list(range(L, L + n))
     want = list(zip(vec["want_div_y"].tolist(), vec["want_div_sat"].tolist(), vec["want_div_dz"].tolist()))
     assert got == want
+
+
+
+def _exact_round(fr: Fraction, mode: str) -> int:
+    import math
+
+    fl = math.floor(fr)
+    d = fr - fl
+    if mode == "floor" or d < Fraction(1, 2):
+        return fl
+    if d > Fraction(1, 2):
+        return fl + 1
+    if mode == "nearest_even":
+        return fl + (fl % 2)
+    return fl + 1 if fr > 0 else fl
+
+
+@settings(max_examples=400, deadline=None)
+@given(key=st.sampled_from(sorted(CONFIGS)), data=st.data())
+def test_divide_twin_is_exact_rational_rounding(key, data):
+    """The divider's semantics from first principles: round(RNV / RD) in the output format."""
+    nc = CONFIGS[key].numerics
+    num = data.draw(st.integers(nc.rnv.min_code, nc.rnv.max_code))
+    den = data.draw(st.integers(nc.rd.min_code, nc.rd.max_code).filter(lambda d: d != 0))
+    y, sat, dz = nm.divide(np.array([num]), np.array([den]), nc)
+    q = Fraction(num, 1 << nc.rnv.frac) / Fraction(den, 1 << nc.rd.frac) * (1 << nc.out.frac)
+    want = _exact_round(q, nc.rounding)
+    clipped = min(max(want, nc.out.min_code), nc.out.max_code)
+    assert int(y[0]) == clipped and bool(sat[0]) == (clipped != want) and not dz[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.sampled_from(sorted(CONFIGS)), data=st.data())
+def test_rescale_twin_is_exact_rational_rounding(key, data):
+    nc = CONFIGS[key].numerics
+    x = data.draw(st.integers(nc.rnv.min_code, nc.rnv.max_code))
+    c = data.draw(st.integers(0, 1 << nc.exp.frac))
+    y, sat = nm.rescale(np.array([x]), np.array([c]), nc.exp.frac, nc.rnv, nc.rounding)
+    assert int(y[0]) == _exact_round(Fraction(x * c, 1 << nc.exp.frac), nc.rounding) and not sat[0]

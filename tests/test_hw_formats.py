@@ -8,6 +8,8 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
@@ -135,3 +137,23 @@ def test_hdl_rounding_matches_numpy(mode, sgn, width, shift, fmt):
     assert got_y == want_y.tolist()
     r = round_shift(xa, shift, mode)
     assert got_s == ((r < fmt.min_code) | (r > fmt.max_code)).astype(int).tolist()
+
+
+# ---- property tests (hypothesis) against exact rational arithmetic -----------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.integers(-(1 << 60), (1 << 60) - 1), s=st.integers(0, 40), mode=st.sampled_from(MODES))
+def test_round_shift_property(v, s, mode):
+    assert int(round_shift(np.array([v]), s, mode)[0]) == exact_round(Fraction(v, 1 << s), mode)
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.floats(-300, 300, allow_nan=False), mode=st.sampled_from(MODES),
+       width=st.integers(2, 20), frac=st.integers(-4, 18))
+def test_quantize_property(x, mode, width, frac):
+    f = FixedFormat(width, frac)
+    code, n = f.quantize(np.array([x]), mode)
+    want = exact_round(Fraction(x) * Fraction(2) ** frac, mode)
+    clipped = min(max(want, f.min_code), f.max_code)
+    assert int(code[0]) == clipped and n == int(clipped != want)
