@@ -144,6 +144,9 @@ class NumericsConfig:
                 raise FuseMaxError("numerics.exp_coeffs must lie in [0, 2) (the Horner register is unsigned, < 2)")
         if not isinstance(self.exp_frac, int) or not 1 <= self.exp_frac <= 30:
             raise FuseMaxError(f"numerics.exp_frac must be an integer in 1..30, got {self.exp_frac!r}")
+        if self.exp.frac > self.exp_frac:
+            raise FuseMaxError(f"numerics.exp has {self.exp.frac} fraction bits but the Horner register "
+                               f"only exp_frac = {self.exp_frac}; need exp.frac <= exp_frac")
         if self.exp.max_value < 1.0:
             raise FuseMaxError(f"numerics.exp format {self.exp.describe()} cannot represent 1.0")
         if not isinstance(self.acc_guard_bits, int) or not 0 <= self.acc_guard_bits <= 24:

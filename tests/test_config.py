@@ -113,6 +113,7 @@ def test_config_validation(kwargs, match):
     (dict(exp_coeffs=(0.7, 0.2, 0.05, -0.01)), r"\[0, 2\)"),
     (dict(exp=FixedFormat(8, 8, signed=False)), "cannot represent 1.0"),
     (dict(exp_frac=0), "exp_frac"),
+    (dict(exp_frac=14), "exp.frac <= exp_frac"),
     (dict(acc_guard_bits=-1), "acc_guard_bits"),
     (dict(rnv=FixedFormat(60, 20)), "> 62"),
 ])

@@ -21,7 +21,8 @@ CONFIGS = {
     "fx16": preset("tiny"),
     "int8": preset("small-int8"),
     "away-d3": FuseMaxConfig("away-d3", 3, 5, NumericsConfig(
-        name="away-d3", rounding="nearest_away", exp_degree=3, exp_frac=14)),
+        name="away-d3", rounding="nearest_away", exp_degree=3, exp_frac=14,
+        exp=FF(15, 14, signed=False))),
     "floor-d5": FuseMaxConfig("floor-d5", 5, 2, NumericsConfig(
         name="floor-d5", rounding="floor", exp_degree=5, out=FF(12, 8), score=FF(14, 9))),
     "negshift": FuseMaxConfig("negshift", 4, 4, NumericsConfig(
@@ -193,3 +194,13 @@ def test_rescale_twin_is_exact_rational_rounding(key, data):
     c = data.draw(st.integers(0, 1 << nc.exp.frac))
     y, sat = nm.rescale(np.array([x]), np.array([c]), nc.exp.frac, nc.rnv, nc.rounding)
     assert int(y[0]) == _exact_round(Fraction(x * c, 1 << nc.exp.frac), nc.rounding) and not sat[0]
+
+
+@pytest.mark.parametrize("key", sorted(CONFIGS))
+def test_exp2_anchor_points(key):
+    """In every number system: 2^0 = 1 exactly, 2^-k = exact powers of two, −∞ -> 0."""
+    nc = CONFIGS[key].numerics
+    one = 1 << nc.exp.frac
+    xs = -np.arange(0, 6) * (1 << nc.score.frac)
+    assert nm.exp2(xs, False, nc).tolist() == [one >> k for k in range(6)]
+    assert nm.exp2(np.array([0]), True, nc).tolist() == [0]

@@ -24,7 +24,7 @@ CONFIGS = {
     "fx16": (preset("tiny"), True),          # exhaustive exp
     "int8": (preset("small-int8"), False),
     "away-d3": (FuseMaxConfig("away-d3", 3, 5, NumericsConfig(
-        name="away-d3", rounding="nearest_away", exp_degree=3, exp_frac=14,
+        name="away-d3", rounding="nearest_away", exp_degree=3, exp_frac=14, exp=FF(15, 14, signed=False),
         out=FF(12, 4), rd=FF(30, 10), rnv=FF(44, 20))), False),
     "floor-d5": (FuseMaxConfig("floor-d5", 5, 2, NumericsConfig(
         name="floor-d5", rounding="floor", exp_degree=5, out=FF(12, 8), score=FF(14, 9))), True),
