@@ -1,0 +1,65 @@
+"""The 1D array: one :class:`~fusemax.hw.pe1d.PE1D` per column (``lane_c{c}``).
+
+Inputs come from the 2D array's tree roots (``lm``, ``sld``, ``slnv``); ``rm_new`` goes back
+up the columns. Controls are broadcast to every lane; ``lane_ok[c]`` = (p_base + c < P) masks
+the flags of padding lanes. ``exp_done``/``div_done`` are lane 0's (all lanes run in lock
+step); the flag outputs are ORs over the lanes.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from fusemax.hw.array2d import MASK_W
+from fusemax.hw.pe1d import PE1D
+
+
+class Array1D(wiring.Component):
+    def __init__(self, config):
+        self.config = config
+        nc = config.numerics
+        C = config.cols
+        fw = max(1, (config.max_f - 1).bit_length())
+        super().__init__({
+            "lm": In(data.ArrayLayout(nc.score.shape(), C)),
+            "lm_valid": In(C),
+            "sld": In(data.ArrayLayout(signed(config.sld_width), C)),
+            "slnv": In(data.ArrayLayout(signed(config.slnv_width), C)),
+            "p_base": In(MASK_W["p_base"]), "P": In(MASK_W["P"]),
+            "reset_state": In(1), "rm_en": In(1), "exp_start": In(1), "rd_en": In(1),
+            "rf_raddr": In(fw), "rnv_we": In(1), "rnv_waddr": In(fw),
+            "rm_commit": In(1), "div_start": In(1),
+            "rm_new": Out(data.ArrayLayout(nc.score.shape(), C)),
+            "rm_new_valid": Out(C),
+            "out": Out(data.ArrayLayout(nc.out.shape(), C)),
+            "exp_done": Out(1), "div_done": Out(1), "div_busy": Out(1),
+            "rd_sat": Out(1), "rnv_sat": Out(1), "out_sat": Out(1), "dz": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        C = self.config.cols
+        lanes = [PE1D(self.config) for _ in range(C)]
+        flags = {"rd_sat": 0, "rnv_sat": 0, "out_sat": 0, "dz": 0}
+        for c, pe in enumerate(lanes):
+            m.submodules[f"lane_c{c}"] = pe
+            m.d.comb += [
+                pe.lm.eq(self.lm[c]), pe.lm_valid.eq(self.lm_valid[c]),
+                pe.sld.eq(self.sld[c]), pe.slnv.eq(self.slnv[c]),
+                pe.lane_ok.eq(self.p_base + c < self.P),
+                pe.reset_state.eq(self.reset_state), pe.rm_en.eq(self.rm_en),
+                pe.exp_start.eq(self.exp_start), pe.rd_en.eq(self.rd_en),
+                pe.rf_raddr.eq(self.rf_raddr), pe.rnv_we.eq(self.rnv_we),
+                pe.rnv_waddr.eq(self.rnv_waddr), pe.rm_commit.eq(self.rm_commit),
+                pe.div_start.eq(self.div_start),
+                self.rm_new[c].eq(pe.rm_new), self.rm_new_valid[c].eq(pe.rm_new_valid),
+                self.out[c].eq(pe.out),
+            ]
+            for k in flags:
+                flags[k] = flags[k] | getattr(pe, k)
+        m.d.comb += [getattr(self, k).eq(v) for k, v in flags.items()]
+        m.d.comb += [self.exp_done.eq(lanes[0].exp_done), self.div_done.eq(lanes[0].div_done),
+                     self.div_busy.eq(lanes[0].div_busy)]
+        return m

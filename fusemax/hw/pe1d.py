@@ -1,0 +1,135 @@
+"""1D processing element (lane c): the running state of query c of the resident block.
+
+State: ``RM`` + ``RM.valid`` (running max), ``rm_new`` + valid (this tile's RM, broadcast up
+column c), ``RD`` (running denominator), and ``RNV[f]`` for f < *max_f* in a register file
+(``lib.memory.Memory``, synchronous read). Built from the arith components:
+
+=========  =========================================  =================================
+part       component                                  Einsums
+=========  =========================================  =================================
+``mx``     ``MaxValid(score)``                        RM_new = max_valid(RM, LM)
+``sub``    ``Sub(score, score)``                      RM_old - RM_new
+``exp``    ``Exp2``                                   PRM = exp2(RM_old - RM_new), d + 1 cycles
+``rsd``    ``Rescale(rd, exp)``, ``rqd`` Requant      SPD = RD·PRM; RD = sat(rs(SLD) + SPD)
+``rsn``    ``Rescale(rnv, exp)``, ``rqn`` Requant     SPNV = RNV·PRM; RNV = sat(rs(SLNV) + SPNV)
+``div``    ``Divider``                                AV = RNV[f] / RD, out.width + 3 cycles
+=========  =========================================  =================================
+
+(rs = the exact fraction change ``round_shift`` of :mod:`fusemax.hw.formats`.)
+
+No RNV clearing is needed at LDQ: while RM is not valid, PRM = 0, so SPNV = RNV·0 = 0 and
+the first tile overwrites every RNV[f], f < F (the same holds for RD, which is cleared anyway).
+
+Controls: ``reset_state`` (LDQ: RM.valid = 0, RD = 0), ``rm_en`` (latch rm_new from
+``lm``), ``exp_start`` (PRM), ``rd_en`` (RD update from ``sld``), ``rf_raddr`` (RNV read
+address; data one cycle later), ``rnv_we`` + ``rnv_waddr`` (RNV update from ``slnv`` and the
+read data), ``rm_commit`` (RM = rm_new), ``div_start`` (num = read data, den = RD).
+Flag outputs are pulses already masked with ``lane_ok`` (query p < P).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, signed
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fusemax.hw.arith import Divider, Exp2, MaxValid, Requant, Rescale, Sub
+from fusemax.hw.formats import round_shift_hdl
+
+
+class PE1D(wiring.Component):
+    def __init__(self, config):
+        self.config = config
+        nc = config.numerics
+        fw = max(1, (config.max_f - 1).bit_length())
+        self.rf_addr_width = fw
+        super().__init__({
+            "lm": In(nc.score.shape()), "lm_valid": In(1),
+            "sld": In(signed(config.sld_width)),
+            "slnv": In(signed(config.slnv_width)),
+            "lane_ok": In(1),
+            "reset_state": In(1),
+            "rm_en": In(1),
+            "exp_start": In(1),
+            "rd_en": In(1),
+            "rf_raddr": In(fw),
+            "rnv_we": In(1),
+            "rnv_waddr": In(fw),
+            "rm_commit": In(1),
+            "div_start": In(1),
+            "rm": Out(nc.score.shape()), "rm_valid": Out(1),
+            "rm_new": Out(nc.score.shape()), "rm_new_valid": Out(1),
+            "prm": Out(nc.exp.shape()),
+            "exp_done": Out(1),
+            "rd": Out(nc.rd.shape()),
+            "rf_rdata": Out(nc.rnv.shape()),
+            "out": Out(nc.out.shape()),
+            "div_done": Out(1),
+            "div_busy": Out(1),
+            "rd_sat": Out(1), "rnv_sat": Out(1), "out_sat": Out(1), "dz": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        nc = cfg.numerics
+        mode = nc.rounding
+
+        m.submodules.mx = mx = MaxValid(nc.score.shape())
+        m.submodules.sub = sub = Sub(nc.score.shape(), nc.score.shape())
+        m.submodules.exp = exp = Exp2(nc)
+        m.submodules.rsd = rsd = Rescale(nc.rd, nc.exp, mode)
+        m.submodules.rsn = rsn = Rescale(nc.rnv, nc.exp, mode)
+        m.submodules.div = div = Divider(nc)
+        m.submodules.rnv_rf = rf = Memory(shape=nc.rnv.shape(), depth=cfg.max_f, init=[])
+        rport = rf.read_port()
+        wport = rf.write_port()
+
+        # RM_new = max_valid(RM, LM)
+        m.d.comb += [mx.a.eq(self.rm), mx.a_valid.eq(self.rm_valid), mx.b.eq(self.lm), mx.b_valid.eq(self.lm_valid)]
+        with m.If(self.rm_en):
+            m.d.sync += [self.rm_new.eq(mx.y), self.rm_new_valid.eq(mx.y_valid)]
+        with m.If(self.rm_commit):
+            m.d.sync += [self.rm.eq(self.rm_new), self.rm_valid.eq(self.rm_new_valid)]
+
+        # PRM = exp2(RM_old - RM_new), 0 while RM_old is -inf.
+        m.d.comb += [
+            sub.a.eq(self.rm), sub.b.eq(self.rm_new),
+            exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid), exp.start.eq(self.exp_start),
+            self.prm.eq(exp.y), self.exp_done.eq(exp.done),
+        ]
+
+        # RD = sat(round_shift(SLD, exp.frac -> rd.frac) + RD·PRM)
+        sld_rd = round_shift_hdl(self.sld, nc.exp.frac - nc.rd.frac, mode)
+        m.d.comb += [rsd.x.eq(self.rd), rsd.c.eq(exp.y)]
+        rd_sum = Signal(signed(max(len(sld_rd), nc.rd.width) + 1), name="rd_sum")
+        m.d.comb += rd_sum.eq(sld_rd + rsd.y)
+        m.submodules.rqd = rqd = Requant(rd_sum.shape(), nc.rd.frac, nc.rd, mode)
+        m.d.comb += rqd.x.eq(rd_sum)
+        with m.If(self.reset_state):
+            m.d.sync += [self.rd.eq(0), self.rm_valid.eq(0)]
+        with m.Elif(self.rd_en):
+            m.d.sync += self.rd.eq(rqd.y)
+        m.d.comb += self.rd_sat.eq(self.rd_en & self.lane_ok & (rsd.sat | rqd.sat))
+
+        # RNV[f] = sat(round_shift(SLNV, exp.frac + v.frac -> rnv.frac) + RNV[f]·PRM)
+        m.d.comb += [rport.addr.eq(self.rf_raddr), self.rf_rdata.eq(rport.data)]
+        slnv_r = round_shift_hdl(self.slnv, nc.exp.frac + nc.v.frac - nc.rnv.frac, mode)
+        m.d.comb += [rsn.x.eq(rport.data), rsn.c.eq(exp.y)]
+        rnv_sum = Signal(signed(max(len(slnv_r), nc.rnv.width) + 1), name="rnv_sum")
+        m.d.comb += rnv_sum.eq(slnv_r + rsn.y)
+        m.submodules.rqn = rqn = Requant(rnv_sum.shape(), nc.rnv.frac, nc.rnv, mode)
+        m.d.comb += [
+            rqn.x.eq(rnv_sum),
+            wport.en.eq(self.rnv_we), wport.addr.eq(self.rnv_waddr), wport.data.eq(rqn.y),
+            self.rnv_sat.eq(self.rnv_we & self.lane_ok & (rsn.sat | rqn.sat)),
+        ]
+
+        # AV = RNV[f] / RD
+        m.d.comb += [
+            div.num.eq(rport.data), div.den.eq(self.rd), div.start.eq(self.div_start),
+            self.out.eq(div.y), self.div_done.eq(div.done), self.div_busy.eq(div.busy),
+            self.out_sat.eq(self.lane_ok & div.sat), self.dz.eq(self.lane_ok & div.dz),
+        ]
+        return m
