@@ -8,7 +8,7 @@ import time
 from fusemax.cli import add_command, emit
 from fusemax.config import PRESETS, load_config
 from fusemax.errors import FuseMaxError
-from fusemax.sw.golden import error_stats, golden_for, reference_attention
+from fusemax.sw.golden import causal_mask, error_stats, golden_for, reference_attention
 
 
 def register(subparsers) -> None:
@@ -31,6 +31,9 @@ def register(subparsers) -> None:
                    help="cascade to model (default attention-1pass)")
     p.add_argument("--scale", type=float, default=None,
                    help="softmax scale folded into Q (default 1/sqrt(E))")
+    p.add_argument("--causal", action="store_true",
+                   help="causal mask aligned at the end of the key sequence (as with a KV cache): "
+                   "query p sees key m iff m <= p + M - P")
     p.add_argument("--intermediates", metavar="FILE.npz",
                    help="also write every chunk's integer intermediates (BQK, LM, RM, SLN, SLD, "
                    "SLNV, PRM, SPD, RD, SPNV, RNV, valid flags), stacked as (chunk, [B, H,] P, ...)")
@@ -46,8 +49,9 @@ def cmd_golden(args: argparse.Namespace) -> int:
     q, k, v, had_batch = load_attention_inputs(args.inputs)
     if args.scale is not None and not (args.scale == args.scale and abs(args.scale) < float("inf")):
         raise FuseMaxError(f"--scale must be a finite number, got {args.scale}")
+    mask = causal_mask(q.shape[2], k.shape[2]) if args.causal else None
     t0 = time.perf_counter()
-    result = fn(q, k, v, config, scale=args.scale, trace=bool(args.intermediates))
+    result = fn(q, k, v, config, scale=args.scale, mask=mask, trace=bool(args.intermediates))
     seconds = time.perf_counter() - t0
     save_attention_output(args.out, result.out, had_batch,
                           extra={"O_codes": result.out_codes if had_batch else result.out_codes[0, 0]})
@@ -58,7 +62,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
         if not had_batch:
             arrays = {n: (a[:, 0, 0] if a.ndim >= 3 else a) for n, a in arrays.items()}
         np.savez(args.intermediates, **arrays)
-    ref = reference_attention(q, k, v, scale=result.scale)
+    ref = reference_attention(q, k, v, scale=result.scale, mask=mask)
     err = error_stats(result.out, ref)
     B, H, P, E = q.shape
     M, F = k.shape[2], v.shape[3]
@@ -68,6 +72,7 @@ def cmd_golden(args: argparse.Namespace) -> int:
         "config_digest": config.digest(),
         "shape": {"B": B, "H": H, "P": P, "M": M, "E": E, "F": F},
         "scale": result.scale,
+        "causal": bool(args.causal),
         "error": err,
         "saturation": result.saturation,
         "div_by_zero": result.div_by_zero,
@@ -76,7 +81,8 @@ def cmd_golden(args: argparse.Namespace) -> int:
         "intermediates": args.intermediates,
     }
     sat = ", ".join(f"{r} {n}" for r, n in result.saturation.items() if n) or "none"
-    text = (f"{args.cascade} on {config.name} (B={B} H={H} P={P} M={M} E={E} F={F}): wrote O "
+    text = (f"{args.cascade} on {config.name} (B={B} H={H} P={P} M={M} E={E} F={F}"
+            f"{', causal' if args.causal else ''}): wrote O "
             f"{tuple(result.out.shape if had_batch else result.out.shape[2:])} to {args.out}\n"
             f"error vs float64: max abs {err['max_abs']:.3g}, RMS {err['rms']:.3g}, "
             f"RMS / ref RMS {err['rel_rms']:.3g}\n"
