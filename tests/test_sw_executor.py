@@ -88,3 +88,17 @@ def test_executor_bad_opcode_and_shape():
 def test_decode_errors():
     assert decode_errors(0) == []
     assert decode_errors(0b1000_0001) == ["config", "div_by_zero"]
+
+
+def test_golden_cli_causal(tmp_path, capsys):
+    from fusemax.cli import main as fusemax
+
+    rng = np.random.default_rng(5)
+    q, k, v = rng.normal(size=(6, 4)), rng.normal(size=(9, 4)), rng.normal(size=(9, 3))
+    np.savez(tmp_path / "in.npz", Q=q, K=k, V=v)
+    assert fusemax(["golden", "--config", "tiny", "--inputs", str(tmp_path / "in.npz"),
+                    "--out", str(tmp_path / "o.npz"), "--causal"]) == 0
+    assert "causal" in capsys.readouterr().out
+    gold = attention_1pass(q[None, None], k[None, None], v[None, None], preset("tiny"),
+                           mask=causal_mask(6, 9))
+    assert np.array_equal(np.load(tmp_path / "o.npz")["O_codes"], gold.out_codes[0, 0])
