@@ -12,6 +12,10 @@ exp format, bit-exact with :func:`fusemax.sw.numerics.exp2`:
 3. ``y = sat(round(h >> (exp_frac − exp.frac + n)))``: a barrel shift with rounding
    (shift amount saturated at exp_frac + 2, where every result is 0).
 
+The three steps are also available as combinational helpers (``exp2_reduce_hdl``,
+``exp2_horner_step_hdl``, ``exp2_output_hdl``) for a PE that runs the Horner steps on its own
+MAC instead of instantiating ``Exp2``.
+
 ``x_ninf`` marks x = −∞ (the first chunk's PRM, RM_old not valid): ``y = 0``.
 
 Interface (start/busy/done)
@@ -34,6 +38,48 @@ from amaranth.lib.wiring import In, Out
 from fusemax.hw.formats import round_shift_hdl
 
 
+def exp2_reduce_hdl(x, numerics):
+    """Range reduction (combinational): ``x`` (signed, frac score.frac) ->
+    ``(r, sh)``: ``r`` the unsigned fraction bits, ``sh`` the final right-shift count
+    ``n + exp_frac − exp.frac`` saturated at ``exp_frac + 2``. Positive x is clamped to 0."""
+    nc = numerics
+    fs = nc.score.frac
+    max_shift = nc.exp_frac + 2
+    xin = Mux(x > 0, 0, x).as_signed()
+    int_part = (xin >> fs) if fs > 0 else xin  # floor(x) <= 0
+    n = (-int_part).as_unsigned()
+    r = xin[:fs] if fs > 0 else Const(0, 1)
+    sh_raw = n + (nc.exp_frac - nc.exp.frac)
+    return r, Mux(sh_raw > max_shift, max_shift, sh_raw)[: max_shift.bit_length()]
+
+
+def exp2_horner_step_hdl(h, r, c, numerics):
+    """One Horner step (combinational; one MAC): ``sat(round(h·r / 2^score.frac) + c)`` on the
+    unsigned ``exp_frac + 1``-bit register. A PE that runs exp on its own MAC does exactly this."""
+    nc = numerics
+    hmax = (1 << (nc.exp_frac + 1)) - 1
+    t = round_shift_hdl(h * r, nc.score.frac, nc.rounding) + c
+    return Mux(t > hmax, hmax, t)[: nc.exp_frac + 1]
+
+
+def exp2_output_hdl(h, sh, numerics):
+    """Final step (combinational): ``sat(round(h / 2^sh))`` into the exp format (h >= 0)."""
+    nc = numerics
+    ef = nc.exp_frac
+    q = h >> sh
+    sh_m1 = (sh - 1)[: len(sh)]
+    rbit = Mux(sh == 0, 0, (h >> sh_m1)[0])
+    sticky = Mux(sh <= 1, 0, (h & ((Const(1, ef + 3) << sh_m1) - 1)[: ef + 1]) != 0)
+    if nc.rounding == "nearest_even":
+        up = rbit & (sticky | q[0])
+    elif nc.rounding == "nearest_away":
+        up = rbit
+    else:
+        up = Const(0, 1)
+    y = q + up
+    return Mux(y > nc.exp.max_code, nc.exp.max_code, y)
+
+
 class Exp2(wiring.Component):
     def __init__(self, numerics):
         self.numerics = numerics
@@ -54,23 +100,14 @@ class Exp2(wiring.Component):
         nc = self.numerics
         fs = nc.score.frac
         ef = nc.exp_frac
-        mode = nc.rounding
         codes = nc.coefficient_codes()  # c0..cd
         d = nc.exp_degree
-        hmax = (1 << (ef + 1)) - 1
-        max_shift = ef + 2
 
-        # ---- range reduction of the input (combinational) ----
-        xin = Mux(self.x > 0, 0, self.x).as_signed()
-        int_part = (xin >> fs) if fs > 0 else xin  # floor(x) <= 0
-        n_in = (-int_part).as_unsigned()
-        r_in = xin[:fs] if fs > 0 else Const(0, 1)
-        sh_raw = n_in + (ef - nc.exp.frac)
-        sh_w = max_shift.bit_length()
-        sh_in = Mux(sh_raw > max_shift, max_shift, sh_raw)
+        max_shift = ef + 2
+        r_in, sh_in = exp2_reduce_hdl(self.x, nc)
 
         r_reg = Signal(unsigned(max(fs, 1)), name="r")
-        sh_reg = Signal(sh_w, name="sh")
+        sh_reg = Signal(max_shift.bit_length(), name="sh")
         ninf_reg = Signal(name="ninf")
         h = Signal(ef + 1, name="h")
         step = Signal(range(d + 1), name="step")  # Horner steps still to do
@@ -78,26 +115,11 @@ class Exp2(wiring.Component):
         coef = Array([Const(c, ef + 1) for c in codes])  # coef[i] = c_i
 
         def horner(hv, rv, ci):
-            prod = hv * rv
-            t = round_shift_hdl(prod, fs, mode) + ci
-            return Mux(t > hmax, hmax, t)[: ef + 1]
+            return exp2_horner_step_hdl(hv, rv, ci, nc)
 
         # The first Horner step, from the constant c_d, happens while loading.
         first = horner(Const(codes[d], ef + 1), r_in, Const(codes[d - 1], ef + 1))
-
-        # Final rounding shift of h by sh (variable), for h >= 0.
-        q = (h >> sh_reg)
-        sh_m1 = (sh_reg - 1)[: sh_w]
-        rbit = Mux(sh_reg == 0, 0, (h >> sh_m1)[0])
-        sticky = Mux(sh_reg <= 1, 0, (h & ((Const(1, ef + 3) << sh_m1) - 1)[: ef + 1]) != 0)
-        if mode == "nearest_even":
-            up = rbit & (sticky | q[0])
-        elif mode == "nearest_away":
-            up = rbit
-        else:
-            up = Const(0, 1)
-        yfull = q + up
-        ysat = Mux(yfull > nc.exp.max_code, nc.exp.max_code, yfull)
+        ysat = exp2_output_hdl(h, sh_reg, nc)
 
         m.d.sync += self.done.eq(0)
         with m.If(~self.busy):
