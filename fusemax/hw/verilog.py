@@ -1,0 +1,83 @@
+"""Verilog generation for a configuration, and the JSON description that goes with it.
+
+:func:`generate_verilog` converts :class:`~fusemax.hw.top.FuseMaxTop` to Verilog (module
+``fusemax_top``, ``emit_src=False``: no source paths, so the text depends on the config only).
+:func:`describe` is the machine-readable companion (``fusemax_top.json``): ports with widths
+and directions, parameters, buffer sizes, the memory image layout, the counters and the error
+bits.
+"""
+
+from __future__ import annotations
+
+from fusemax.config import FuseMaxConfig
+from fusemax.sw.schedule import VERSION, config_tag
+
+TOP_NAME = "fusemax_top"
+
+
+def generate_verilog(config: FuseMaxConfig) -> str:
+    """Verilog text of ``fusemax_top`` for ``config`` (deterministic, no absolute paths)."""
+    from amaranth.back import verilog
+
+    from fusemax.hw.top import FuseMaxTop
+
+    return verilog.convert(FuseMaxTop(config), name=TOP_NAME, emit_src=False)
+
+
+def describe(config: FuseMaxConfig) -> dict:
+    """JSON-ready description of the generated design for ``config``."""
+    from fusemax.hw.memport import FETCH_DEPTH, kv_slot_lines
+    from fusemax.hw.pe2d import operand_widths
+    from fusemax.hw.sequencer import ERROR_BITS, max_e_effective
+    from fusemax.hw.top import COUNTERS, top_ports
+
+    nc = config.numerics
+    w = operand_widths(config)
+    ports = [{"name": "clk", "direction": "in", "width": 1},
+             {"name": "rst", "direction": "in", "width": 1}]
+    ports += [{"name": n, "direction": d, "width": wd} for n, (d, wd) in top_ports(config).items()]
+    rnv_bits = config.cols * config.max_f * nc.rnv.width
+    buffers = {
+        "q_buffer": {"lines": config.max_e, "values_per_line": config.cols, "value_bits": w["q"],
+                     "bytes": config.max_e * config.cols * w["q"] // 8},
+        "kv_buffer": {"slots": 2, "lines_per_slot": kv_slot_lines(config),
+                      "values_per_line": config.rows, "value_bits": w["kv"],
+                      "bytes": 2 * kv_slot_lines(config) * config.rows * w["kv"] // 8},
+        "rnv_register_files": {"lanes": config.cols, "entries": config.max_f, "bits": nc.rnv.width,
+                               "bytes": rnv_bits // 8},
+        "instruction_prefetch": {"entries": FETCH_DEPTH, "bits": 64},
+    }
+    return {
+        "module": TOP_NAME,
+        "config": config.name,
+        "config_digest": config.digest(),
+        "config_tag": f"{config_tag(config.digest()):08x}",
+        "schedule_version": VERSION,
+        "parameters": {
+            "rows": config.rows, "cols": config.cols, "max_e": config.max_e,
+            "max_e_accepted": max_e_effective(config), "max_f": config.max_f,
+            "mem_addr_width": config.mem_addr_width, "mem_lanes": config.mem_lanes,
+            "mem_line_bits": config.mem_line_bits, "mem_latency_model": config.mem_latency,
+            "numerics": nc.to_dict(),
+            "exp_cycles": nc.exp_cycles, "div_cycles": nc.div_cycles,
+            "tile_cycles": "E + F + exp_degree + 10",
+        },
+        "ports": ports,
+        "clock": {"clk": "rising edge", "rst": "synchronous, active high"},
+        "buffers": buffers,
+        "on_chip_bytes": sum(b.get("bytes", 0) for b in buffers.values()),
+        "memory": {
+            "word_bits": 16, "line_words": config.mem_lanes,
+            "addressing": "line addresses; lane i of a line in bits [16i+15:16i]",
+            "schedule": "one 64-bit instruction per line in bits [63:0], from sched_base",
+            "regions_per_bh": [
+                {"region": "Q block i", "lines": "E", "line": "e: Q'[i*cols + c, e] in lane c"},
+                {"region": "K/V chunk j", "lines": "E + F",
+                 "line": "e < E: K[j*rows + r, e] in lane r; E + f: V[j*rows + r, f] in lane r"},
+                {"region": "output block i", "lines": "F", "line": "f: out[i*cols + c, f] in lane c"},
+            ],
+        },
+        "csr": {"addr_width": 5, "data_width": 64,
+                "counters": {name: i for i, name in enumerate(COUNTERS)}},
+        "error_bits": dict(ERROR_BITS),
+    }
