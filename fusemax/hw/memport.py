@@ -91,7 +91,7 @@ class MemPort(wiring.Component):
         room = tags.w_rdy
         st_req = self.st_valid
         q_req = self.ldq_busy & (q_i < self.E) & room
-        f_req = fetch_run & (count + inflight < FETCH_DEPTH) & room
+        f_req = fetch_run & ~self.fetch_stop & (count + inflight < FETCH_DEPTH) & room
         kv_req = self.ldkv_busy & (kv_i < kv_total) & room
         sel_st, sel_q, sel_f, sel_kv = (Signal(name=n) for n in ("sel_st", "sel_q", "sel_f", "sel_kv"))
         m.d.comb += [

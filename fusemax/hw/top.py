@@ -171,15 +171,24 @@ __all__ = ["FuseMaxTop", "COUNTERS", "ERROR_BITS", "top_ports", "CSR_ADDR_WIDTH"
 # Amaranth-simulator run with a Python memory model (for quick tests on tiny shapes)
 # --------------------------------------------------------------------------------------
 
-def pysim_run(config, image, sched_base: int = 0, *, latency: int | None = None,
-              ready_prob: float = 1.0, seed: int = 0, max_cycles: int = 200_000,
-              vcd: str | None = None) -> dict:
+def pysim_run(config, image, sched_base: int = 0, **kw) -> dict:
     """Run ``FuseMaxTop(config)`` in the Amaranth simulator on a memory ``image``
     ((lines, mem_lanes) uint16, updated in place by the stores) from ``sched_base``.
+    Keywords as :func:`pysim_session`. Returns ``{"cycles": ..., "error": int,
+    "counters": {name: value}, "image": image}``."""
+    res = pysim_session(config, image, [sched_base], **kw)[0]
+    res["image"] = image
+    return res
+
+
+def pysim_session(config, image, bases, *, latency: int | None = None, ready_prob: float = 1.0,
+                  seed: int = 0, max_cycles: int = 200_000, vcd: str | None = None) -> list[dict]:
+    """Run the schedules at line addresses ``bases`` one after another (start, wait for done,
+    read the counters, next start) in one simulation of ``FuseMaxTop(config)``.
 
     The memory model answers reads in order after ``latency`` cycles (default
     ``config.mem_latency``) and accepts a request with probability ``ready_prob`` per cycle.
-    Returns ``{"cycles": ..., "error": int, "counters": {name: value}, "image": image}``.
+    Returns one ``{"cycles", "error", "counters"}`` dict per run.
     """
     import random
     from collections import deque
@@ -189,12 +198,12 @@ def pysim_run(config, image, sched_base: int = 0, *, latency: int | None = None,
 
     L = config.mem_latency if latency is None else latency
     lanes = config.mem_lanes
-    img = np.asarray(image)
-    if img.ndim != 2 or img.shape[1] != lanes:
-        raise FuseMaxError(f"image must be (lines, {lanes}), got {img.shape}")
+    img = image
+    if np.ndim(img) != 2 or img.shape[1] != lanes:
+        raise FuseMaxError(f"image must be (lines, {lanes}), got {np.shape(img)}")
     rng = random.Random(seed)
     dut = FuseMaxTop(config)
-    result: dict = {}
+    results: list[dict] = []
 
     def line_int(a: int) -> int:
         if a >= img.shape[0]:
@@ -205,43 +214,47 @@ def pysim_run(config, image, sched_base: int = 0, *, latency: int | None = None,
         return v
 
     async def bench(ctx):
-        ctx.set(dut.sched_base, sched_base)
-        ctx.set(dut.start, 1)
-        await ctx.tick()
-        ctx.set(dut.start, 0)
         pending: deque = deque()
-        cycle = 0
-        while True:
-            if pending and pending[0][0] <= cycle:
-                _, data = pending.popleft()
-                ctx.set(dut.mem_rsp_valid, 1)
-                ctx.set(dut.mem_rsp_data, data)
-            else:
-                ctx.set(dut.mem_rsp_valid, 0)
-            ready = 1 if ready_prob >= 1.0 else int(rng.random() < ready_prob)
-            ctx.set(dut.mem_req_ready, ready)
-            if ready and ctx.get(dut.mem_req_valid):
-                addr = ctx.get(dut.mem_req_addr)
-                if ctx.get(dut.mem_req_we):
-                    wd = ctx.get(dut.mem_req_wdata)
-                    if addr >= img.shape[0]:
-                        raise AssertionError(f"store to line {addr} outside the image ({img.shape[0]} lines)")
-                    img[addr] = [(wd >> (16 * i)) & 0xFFFF for i in range(lanes)]
-                else:
-                    pending.append((cycle + L, line_int(addr)))
-            if ctx.get(dut.done):
-                break
-            cycle += 1
-            if cycle > max_cycles:
-                raise AssertionError(f"FuseMaxTop did not finish within {max_cycles} cycles")
+        for base in bases:
+            ctx.set(dut.sched_base, base)
+            ctx.set(dut.start, 1)
             await ctx.tick()
-        result["cycles"] = cycle
-        result["error"] = ctx.get(dut.error)
-        counters = {}
-        for i, name in enumerate(COUNTERS):
-            ctx.set(dut.csr_addr, i)
-            counters[name] = ctx.get(dut.csr_data)
-        result["counters"] = counters
+            ctx.set(dut.start, 0)
+            cycle = 0
+            while True:
+                if pending and pending[0][0] <= cycle:
+                    _, data = pending.popleft()
+                    ctx.set(dut.mem_rsp_valid, 1)
+                    ctx.set(dut.mem_rsp_data, data)
+                else:
+                    ctx.set(dut.mem_rsp_valid, 0)
+                ready = 1 if ready_prob >= 1.0 else int(rng.random() < ready_prob)
+                ctx.set(dut.mem_req_ready, ready)
+                if ready and ctx.get(dut.mem_req_valid):
+                    addr = ctx.get(dut.mem_req_addr)
+                    if ctx.get(dut.mem_req_we):
+                        wd = ctx.get(dut.mem_req_wdata)
+                        if addr >= img.shape[0]:
+                            raise AssertionError(f"store to line {addr} outside the image ({img.shape[0]} lines)")
+                        img[addr] = [(wd >> (16 * i)) & 0xFFFF for i in range(lanes)]
+                    else:
+                        pending.append((cycle + L, line_int(addr)))
+                if ctx.get(dut.done):
+                    break
+                cycle += 1
+                if cycle > max_cycles:
+                    raise AssertionError(f"FuseMaxTop did not finish within {max_cycles} cycles")
+                await ctx.tick()
+            if pending:
+                raise AssertionError("done with memory reads still outstanding")
+            counters = {}
+            for i, name in enumerate(COUNTERS):
+                ctx.set(dut.csr_addr, i)
+                counters[name] = ctx.get(dut.csr_data)
+            results.append({"cycles": cycle, "error": ctx.get(dut.error), "counters": counters,
+                            "busy": ctx.get(dut.busy)})
+            ctx.set(dut.mem_rsp_valid, 0)
+            await ctx.tick()
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -251,5 +264,4 @@ def pysim_run(config, image, sched_base: int = 0, *, latency: int | None = None,
             sim.run()
     else:
         sim.run()
-    result["image"] = img
-    return result
+    return results
