@@ -71,16 +71,27 @@ def _run(cfg, tiles, F, lane_ok, rng):
                 await ctx.tick()
                 rnv.append(ctx.get(pe.rf_rdata))
             got["rnv"].append(rnv)
+        # AV: one divide per cycle on the pipelined divider, results written back over RNV[f]
+        ctx.set(pe.rf_raddr, 0)
+        await ctx.tick()
+        flags = []
+        for t in range(F + nc.div_cycles + 1):
+            ctx.set(pe.rf_raddr, min(t + 1, F - 1))
+            ctx.set(pe.div_start, int(t < F))
+            done = ctx.get(pe.div_done)
+            ctx.set(pe.wb_sel, done)
+            ctx.set(pe.rnv_we, done)
+            ctx.set(pe.rnv_waddr, len(flags))
+            if done:
+                flags.append((ctx.get(pe.out_sat), ctx.get(pe.dz)))
+            await ctx.tick()
+        ctx.set(pe.div_start, 0)
+        ctx.set(pe.rnv_we, 0)
+        assert len(flags) == F
         for f in range(F):
             ctx.set(pe.rf_raddr, f)
             await ctx.tick()
-            ctx.set(pe.div_start, 1)
-            await ctx.tick()
-            ctx.set(pe.div_start, 0)
-            for _ in range(nc.div_cycles - 1):
-                await ctx.tick()
-            assert ctx.get(pe.div_done) == 1
-            got["av"].append((ctx.get(pe.out), ctx.get(pe.out_sat), ctx.get(pe.dz)))
+            got["av"].append((ctx.get(pe.rf_rdata), *flags[f]))
 
     sim = Simulator(pe)
     sim.add_clock(1e-6)

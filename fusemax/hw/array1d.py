@@ -13,7 +13,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.array2d import MASK_W
-from fusemax.hw.pe1d import PE1D
+from fusemax.hw.pe1d import PE1D, rf_width
 
 
 class Array1D(wiring.Component):
@@ -30,11 +30,11 @@ class Array1D(wiring.Component):
             "p_base": In(MASK_W["p_base"]), "P": In(MASK_W["P"]),
             "reset_state": In(1), "rm_en": In(1), "exp_start": In(1), "rd_en": In(1),
             "rf_raddr": In(fw), "rnv_we": In(1), "rnv_waddr": In(fw),
-            "rm_commit": In(1), "div_start": In(1),
+            "rm_commit": In(1), "div_start": In(1), "wb_sel": In(1),
             "rm_new": Out(data.ArrayLayout(nc.score.shape(), C)),
             "rm_new_valid": Out(C),
-            "out": Out(data.ArrayLayout(nc.out.shape(), C)),
-            "exp_done": Out(1), "div_done": Out(1), "div_busy": Out(1),
+            "rf_rdata": Out(data.ArrayLayout(signed(rf_width(config)), C)),
+            "exp_done": Out(1), "div_done": Out(1),
             "rd_sat": Out(1), "rnv_sat": Out(1), "out_sat": Out(1), "dz": Out(1),
         })
 
@@ -53,13 +53,12 @@ class Array1D(wiring.Component):
                 pe.exp_start.eq(self.exp_start), pe.rd_en.eq(self.rd_en),
                 pe.rf_raddr.eq(self.rf_raddr), pe.rnv_we.eq(self.rnv_we),
                 pe.rnv_waddr.eq(self.rnv_waddr), pe.rm_commit.eq(self.rm_commit),
-                pe.div_start.eq(self.div_start),
+                pe.div_start.eq(self.div_start), pe.wb_sel.eq(self.wb_sel),
                 self.rm_new[c].eq(pe.rm_new), self.rm_new_valid[c].eq(pe.rm_new_valid),
-                self.out[c].eq(pe.out),
+                self.rf_rdata[c].eq(pe.rf_rdata),
             ]
             for k in flags:
                 flags[k] = flags[k] | getattr(pe, k)
         m.d.comb += [getattr(self, k).eq(v) for k, v in flags.items()]
-        m.d.comb += [self.exp_done.eq(lanes[0].exp_done), self.div_done.eq(lanes[0].div_done),
-                     self.div_busy.eq(lanes[0].div_busy)]
+        m.d.comb += [self.exp_done.eq(lanes[0].exp_done), self.div_done.eq(lanes[0].div_done)]
         return m

@@ -12,7 +12,7 @@ part       component                                  Einsums
 ``exp``    ``Exp2``                                   PRM = exp2(RM_old - RM_new), d + 1 cycles
 ``rsd``    ``Rescale(rd, exp)``, ``rqd`` Requant      SPD = RD·PRM; RD = sat(rs(SLD) + SPD)
 ``rsn``    ``Rescale(rnv, exp)``, ``rqn`` Requant     SPNV = RNV·PRM; RNV = sat(rs(SLNV) + SPNV)
-``div``    ``Divider``                                AV = RNV[f] / RD, out.width + 3 cycles
+``div``    ``PipelinedDivider``                       AV = RNV[f] / RD, out.width + 3 cycles
 =========  =========================================  =================================
 
 (rs = the exact fraction change ``round_shift`` of :mod:`fusemax.hw.formats`.)
@@ -23,19 +23,26 @@ the first tile overwrites every RNV[f], f < F (the same holds for RD, which is c
 Controls: ``reset_state`` (LDQ: RM.valid = 0, RD = 0), ``rm_en`` (latch rm_new from
 ``lm``), ``exp_start`` (PRM), ``rd_en`` (RD update from ``sld``), ``rf_raddr`` (RNV read
 address; data one cycle later), ``rnv_we`` + ``rnv_waddr`` (RNV update from ``slnv`` and the
-read data), ``rm_commit`` (RM = rm_new), ``div_start`` (num = read data, den = RD).
+read data), ``rm_commit`` (RM = rm_new), ``div_start`` (num = read data, den = RD; one
+divide per cycle on a ``PipelinedDivider``), ``wb_sel`` (the register file's write data is
+the divider's output: AV results overwrite RNV[f] and are stored to memory from there).
 Flag outputs are pulses already masked with ``lane_ok`` (query p < P).
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fusemax.hw.arith import Divider, Exp2, MaxValid, Requant, Rescale, Sub
+from fusemax.hw.arith import Exp2, MaxValid, PipelinedDivider, Requant, Rescale, Sub
 from fusemax.hw.formats import round_shift_hdl
+
+
+def rf_width(config) -> int:
+    """Bits of an RNV register-file entry: RNV codes, and the output codes AV writes back."""
+    return max(config.numerics.rnv.width, config.numerics.out.width)
 
 
 class PE1D(wiring.Component):
@@ -58,15 +65,14 @@ class PE1D(wiring.Component):
             "rnv_waddr": In(fw),
             "rm_commit": In(1),
             "div_start": In(1),
+            "wb_sel": In(1),
             "rm": Out(nc.score.shape()), "rm_valid": Out(1),
             "rm_new": Out(nc.score.shape()), "rm_new_valid": Out(1),
             "prm": Out(nc.exp.shape()),
             "exp_done": Out(1),
             "rd": Out(nc.rd.shape()),
-            "rf_rdata": Out(nc.rnv.shape()),
-            "out": Out(nc.out.shape()),
+            "rf_rdata": Out(signed(rf_width(config))),
             "div_done": Out(1),
-            "div_busy": Out(1),
             "rd_sat": Out(1), "rnv_sat": Out(1), "out_sat": Out(1), "dz": Out(1),
         })
 
@@ -81,8 +87,8 @@ class PE1D(wiring.Component):
         m.submodules.exp = exp = Exp2(nc)
         m.submodules.rsd = rsd = Rescale(nc.rd, nc.exp, mode)
         m.submodules.rsn = rsn = Rescale(nc.rnv, nc.exp, mode)
-        m.submodules.div = div = Divider(nc)
-        m.submodules.rnv_rf = rf = Memory(shape=nc.rnv.shape(), depth=cfg.max_f, init=[])
+        m.submodules.div = div = PipelinedDivider(nc)
+        m.submodules.rnv_rf = rf = Memory(shape=signed(rf_width(cfg)), depth=cfg.max_f, init=[])
         rport = rf.read_port()
         wport = rf.write_port()
 
@@ -122,14 +128,16 @@ class PE1D(wiring.Component):
         m.submodules.rqn = rqn = Requant(rnv_sum.shape(), nc.rnv.frac, nc.rnv, mode)
         m.d.comb += [
             rqn.x.eq(rnv_sum),
-            wport.en.eq(self.rnv_we), wport.addr.eq(self.rnv_waddr), wport.data.eq(rqn.y),
-            self.rnv_sat.eq(self.rnv_we & self.lane_ok & (rsn.sat | rqn.sat)),
+            wport.en.eq(self.rnv_we), wport.addr.eq(self.rnv_waddr),
+            wport.data.eq(Mux(self.wb_sel, div.y, rqn.y)),
+            self.rnv_sat.eq(self.rnv_we & ~self.wb_sel & self.lane_ok & (rsn.sat | rqn.sat)),
         ]
 
-        # AV = RNV[f] / RD
+        # AV = RNV[f] / RD on a pipelined divider (one divide per cycle); each result is
+        # written back over RNV[f] (sign-extended) in its done cycle (``wb_sel``).
         m.d.comb += [
             div.num.eq(rport.data), div.den.eq(self.rd), div.start.eq(self.div_start),
-            self.out.eq(div.y), self.div_done.eq(div.done), self.div_busy.eq(div.busy),
-            self.out_sat.eq(self.lane_ok & div.sat), self.dz.eq(self.lane_ok & div.dz),
+            self.div_done.eq(div.done),
+            self.out_sat.eq(div.done & self.lane_ok & div.sat), self.dz.eq(div.done & self.lane_ok & div.dz),
         ]
         return m

@@ -104,11 +104,11 @@ class FuseMaxTop(wiring.Component):
             mp.st_valid.eq(seq.st_valid), mp.st_addr.eq(seq.st_addr), seq.st_ready.eq(mp.st_ready),
             seq.mem_idle.eq(mp.idle),
         ]
-        # store data: lane c = output code of column c, sign-extended to 16 bits
+        # store data: lane c = output code of column c (written back over RNV[f], sign-extended)
         out_lanes = []
         for c in range(C):
             s = Signal(16, name=f"st_lane{c}")
-            m.d.comb += s.eq(a1.out[c])
+            m.d.comb += s.eq(a1.rf_rdata[c][:16])
             out_lanes.append(s)
         m.d.comb += mp.st_data.eq(Cat(*out_lanes, Const(0, 16 * (cfg.mem_lanes - C))))
 
@@ -124,6 +124,7 @@ class FuseMaxTop(wiring.Component):
             a1.reset_state.eq(seq.reset_state), a1.rm_en.eq(seq.rm_en), a1.exp_start.eq(seq.exp1d_start),
             a1.rd_en.eq(seq.rd_en), a1.rf_raddr.eq(seq.rf_raddr), a1.rnv_we.eq(seq.rnv_we),
             a1.rnv_waddr.eq(seq.rnv_waddr), a1.rm_commit.eq(seq.rm_commit), a1.div_start.eq(seq.div_start),
+            a1.wb_sel.eq(seq.wb_sel),
             seq.exp_done.eq(a1.exp_done), seq.div_done.eq(a1.div_done),
             seq.score_sat.eq(a2.score_sat), seq.rd_sat.eq(a1.rd_sat), seq.rnv_sat.eq(a1.rnv_sat),
             seq.out_sat.eq(a1.out_sat), seq.dz.eq(a1.dz),
