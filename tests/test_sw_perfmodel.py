@@ -168,7 +168,7 @@ def test_predict_rtl_medium():
     # steady state: (E + F + x + 2) / (max(E, F) + 1 + 1 + x + 1 + F)  ~ 98.6 % (issue 5)
     assert fm["util_2d_steady"] == pytest.approx((64 + x + 2) / (33 + 1 + x + 1 + 32))
     assert round(100 * fm["util_2d_steady"], 1) == 98.6
-    div = preset("medium").numerics.div_cycles
+    div = 1  # pipelined divider (the default): one divide per cycle per lane
     a_v = 1 * 1 * 64 * 32 * div
     assert fm["cycles"] == max(4096 * 33, 4096 * 33 + a_v) + 4096 * (1 + x + 1 + 32)
     assert arch["cycles"] == max(4096 * 33, 4096 + a_v) + 4096 * (16 + 1 + x + 1 + 64)
@@ -182,13 +182,16 @@ def test_predict_rtl_presets(name):
     cfg = preset(name)
     pred = pm.predict_rtl(name, {"B": 2, "H": 1, "M": 8 * cfg.rows, "P": 4 * cfg.cols, "E": 16, "F": 16})
     assert pred["rows"] == cfg.rows and pred["cols"] == cfg.cols and pred["tiles"] == 2 * 8 * 4
-    assert pred["div_cycles"] == cfg.numerics.div_cycles
+    assert pred["div_cycles"] == 1 and "pipelined" in pred["divider"]
     for b in pm.RTL_BINDINGS:
         r = pred["bindings"][b]
         assert 0 < r["util_2d"] <= 1 and 0 < r["util_1d"] <= 1
         assert r["cycles"] >= pred["tiles"] * (16 + 16 + pred["sln_prm_cycles"] + 2)
-    piped = pm.predict_rtl(cfg, "B=2,H=1,M=64,P=64,E=16,F=16", pipelined_divider=True)
-    assert piped["div_cycles"] == 1
+    serial = pm.predict_rtl(cfg, "B=2,H=1,M=64,P=64,E=16,F=16", pipelined_divider=False)
+    assert serial["div_cycles"] == cfg.numerics.div_cycles
+    assert serial["av_divide_cycles"] == 2 * -(-64 // cfg.cols) * 16 * cfg.numerics.div_cycles
+    assert (serial["bindings"]["fusemax"]["cycles"]
+            >= pm.predict_rtl(cfg, "B=2,H=1,M=64,P=64,E=16,F=16")["bindings"]["fusemax"]["cycles"])
 
 
 def test_predict_rtl_causal_and_compiler_agree():
@@ -284,3 +287,14 @@ def test_fusemax_2d_time_per_einsum(n, fractions):
     got = {e.name: 100 * e.cycles / r.cycles for e in r.einsums if e.array == "2D"}
     for name, ref in zip(("QK", "LM", "SLN", "SLD", "SLNV"), fractions):
         assert got[name] == pytest.approx(ref, abs=0.06), name
+
+
+def test_docs_table_is_the_cli_output(capsys):
+    """docs/model.md shows the table `fusemax model --paper` prints, verbatim."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "model.md").read_text(encoding="utf-8")
+    blocks = text.split("```")[1::2]
+    block = next(b for b in blocks if b.lstrip("\n").startswith("FuseMax paper table"))
+    assert main(["model", "--paper"]) == 0
+    assert capsys.readouterr().out == block.lstrip("\n")

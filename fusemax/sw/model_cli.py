@@ -57,8 +57,9 @@ def register(subparsers) -> None:
                    help="predict our RTL configuration (needs --shape)")
     p.add_argument("--causal", action="store_true",
                    help="causal mask (query p sees key m iff m <= p + M - P); fully masked tiles skipped")
-    p.add_argument("--pipelined-divider", action="store_true",
-                   help="with --config: one divide per cycle per lane instead of div_cycles")
+    p.add_argument("--serial-divider", action="store_true",
+                   help="with --config: a divider busy numerics.div_cycles per divide (default: "
+                   "pipelined, one divide per cycle per lane, as the RTL's PipelinedDivider)")
     p.add_argument("--plot", default=None, metavar="FILE.png",
                    help="write a PNG of 2D utilization and FuseMax's speedup against sequence length")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -113,8 +114,8 @@ def cmd_model(args: argparse.Namespace) -> int:
 
     if args.config is not None:
         return _cmd_rtl(args)
-    if args.pipelined_divider:
-        raise FuseMaxError("--pipelined-divider applies to --config predictions only")
+    if args.serial_divider:
+        raise FuseMaxError("--serial-divider applies to --config predictions only")
     designs = _designs(args.design)
     if args.shape is not None:
         if args.paper or args.model or args.seq:
@@ -263,12 +264,12 @@ def _cmd_rtl(args: argparse.Namespace) -> int:
     if args.paper or args.model or args.seq or args.plot:
         raise FuseMaxError("--config predicts one RTL run; --paper/--model/--seq/--plot do not apply")
     pred = predict_rtl(args.config, args.shape, causal=args.causal,
-                       pipelined_divider=args.pipelined_divider)
+                       pipelined_divider=not args.serial_divider)
     s = pred["shape"]
     lines = [f"config {pred['config']} ({pred['rows']}x{pred['cols']}), B={s['B']} H={s['H']} "
              f"M={s['M']} P={s['P']} E={s['E']} F={s['F']}{' causal' if pred['causal'] else ''}: "
              f"{pred['tiles']} tiles ({pred['tiles_skipped']} skipped), SLN/PRM {pred['sln_prm_cycles']} "
-             f"cycles, divide {pred['div_cycles']} cycles ({pred['divider']})"]
+             f"cycles; divider {pred['divider']}"]
     for b, r in pred["bindings"].items():
         if r["per_tile_cycles"] is None:
             lines.append(f"  {b:13s} no tile to compute; {r['cycles']:.0f} divide cycles")

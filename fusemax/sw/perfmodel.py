@@ -703,17 +703,18 @@ RTL_MODEL_IGNORES = [
 ]
 
 
-def rtl_hardware(config: Any, pipelined_divider: bool = False) -> Hardware:
+def rtl_hardware(config: Any, pipelined_divider: bool = True) -> Hardware:
     """The model's Hardware for a FuseMaxConfig: rows x cols, exp = numerics.exp_cycles, the
-    divider busy numerics.div_cycles per divide (1 if pipelined). Clock, bandwidth and buffer
-    are nominal (the RTL report uses cycles only)."""
+    divider busy 1 cycle per divide when pipelined (the RTL's ``PipelinedDivider``), else
+    numerics.div_cycles. Clock, bandwidth and buffer are nominal (the RTL report uses cycles
+    only)."""
     n = config.numerics
     return Hardware(rows=config.rows, cols=config.cols, exp_cycles=n.exp_cycles,
                     div_cycles=1 if pipelined_divider else n.div_cycles,
                     name=f"config {config.name}")
 
 
-def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider: bool = False) -> dict:
+def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider: bool = True) -> dict:
     """The model's prediction for our RTL: ``config`` (a FuseMaxConfig or preset name) running
     ``shape`` (Workload, compiler Shape, mapping or ``"B=..,H=..,..."``).
 
@@ -721,6 +722,10 @@ def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider
     ``architecture``: one tile at a time, each waiting (rows + cols) / 2 cycles for fill/drain):
     cycles, per-tile cycles, 2D and 1D utilization, and ``util_2d_steady`` (the per-tile
     steady state with the AV divides amortized away, i.e. M -> infinity).
+
+    The divider: one per 1D lane. ``pipelined_divider=True`` (default; the RTL's 1D PEs use
+    ``PipelinedDivider``) charges one cycle per divide, its latency ignored;
+    ``pipelined_divider=False`` charges ``numerics.div_cycles`` per divide (a serial divider).
     """
     from fusemax.config import FuseMaxConfig, load_config
 
@@ -737,7 +742,9 @@ def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider
         "causal": bool(causal), "tiles": U,
         "tiles_skipped": count_tiles(w, hw.rows, hw.cols) - U,
         "exp_cycles": hw.exp_cycles, "sln_prm_cycles": x, "div_cycles": hw.div_cycles,
-        "divider": "pipelined" if pipelined_divider else "one per 1D lane, not pipelined",
+        "divider": ("one per 1D lane, pipelined (1 divide/cycle; its latency of "
+                    f"{config.numerics.div_cycles} cycles ignored)" if pipelined_divider else
+                    f"one per 1D lane, not pipelined ({config.numerics.div_cycles} cycles per divide)"),
         "av_divide_cycles": w.B * w.H * _ceil(w.P, hw.cols) * w.F * hw.div_cycles,
         "bindings": {},
         "ignores": list(RTL_MODEL_IGNORES),
