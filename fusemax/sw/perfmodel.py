@@ -453,7 +453,10 @@ def fusemax_dram_bytes(w: Workload, hw: Hardware, p1: int | None = None) -> floa
 
 def evaluate(design: str, w: Any, hw: Hardware | None = None, causal: bool = False) -> Result:
     """The cost model of ``design`` for workload ``w`` on ``hw`` (default: the paper's hardware
-    for that design)."""
+    for that design).
+
+    ``causal``: only the tiles with a visible key are computed (:func:`count_tiles`); the AV
+    divides and the DRAM traffic are not reduced (an upper bound for the baselines)."""
     check_design(design)
     w = Workload.of(w)
     hw = paper_hardware(design) if hw is None else hw
