@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "fusemax.hw.verilog_cli",
     "fusemax.sim.sim_cli",
     "fusemax.sw.model_cli",
+    "fusemax.hw.synth_cli",
 ]
 
 
