@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from fusemax.config import preset
+from fusemax.config import FuseMaxConfig, NumericsConfig, preset
+from fusemax.hw.formats import FixedFormat as FF
 from fusemax.hw.sequencer import ERROR_BITS
 from fusemax.hw.top import COUNTERS, FuseMaxTop, pysim_run, top_ports
 from fusemax.hw.verilog import describe, generate_verilog
@@ -20,7 +21,7 @@ from fusemax.sw.schedule import config_tag
 
 
 def _run_case(cfg_name, B, H, P, M, E, F, *, causal=False, seed=0, qscale=1.0, kscale=1.0, **kw):
-    cfg = preset(cfg_name)
+    cfg = CUSTOM.get(cfg_name) or preset(cfg_name)
     rng = np.random.default_rng(seed)
     q = rng.normal(size=(B, H, P, E)) * qscale
     k = rng.normal(size=(B, H, M, E)) * kscale
@@ -47,6 +48,16 @@ def _flags(gold):
     return want
 
 
+#: Unusual configurations: odd array sizes, exp degrees 1 and 2, floor / away rounding, small
+#: buffers and address space, memory latency 1.
+CUSTOM = {
+    "odd5x3-d2": FuseMaxConfig("odd5x3-d2", 5, 3, NumericsConfig(
+        name="odd-d2", rounding="floor", exp_degree=2, out=FF(12, 8), score=FF(14, 9)),
+        max_e=6, max_f=5, mem_latency=1, mem_addr_width=12),
+    "d1": FuseMaxConfig("d1", 4, 4, NumericsConfig(name="d1", exp_degree=1, rounding="nearest_away"),
+                        max_e=4, max_f=4),
+}
+
 CASES = [
     # config, B, H, P, M, E, F, options
     ("tiny", 1, 1, 5, 7, 3, 2, {}),                                  # not multiples of 4x4
@@ -54,6 +65,9 @@ CASES = [
     ("wide", 1, 2, 9, 6, 3, 2, {"latency": 7, "ready_prob": 0.6}),   # 4 x 8, H = 2, back-pressure
     ("tiny", 1, 1, 6, 4, 2, 3, {"causal": True}),                    # causal, P > M: empty rows
     ("rect", 1, 1, 4, 13, 2, 2, {"causal": True, "latency": 1}),     # causal, P < M
+    ("tiny", 1, 1, 3, 5, 1, 1, {}),                                  # E = F = 1
+    ("odd5x3-d2", 1, 2, 4, 12, 6, 5, {"causal": True}),              # E = max_e, F = max_f
+    ("d1", 1, 1, 5, 9, 4, 1, {}),
 ]
 
 
