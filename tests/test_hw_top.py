@@ -128,6 +128,12 @@ def test_verilog_deterministic_and_described():
         assert decl in a, decl
     assert desc["csr"]["counters"] == {n: i for i, n in enumerate(COUNTERS)}
     assert desc["error_bits"]["div_zero"] == 7
+    top_module = a[a.index("module fusemax_top("):]
+    top_module = top_module[: top_module.index("endmodule")]
+    for name in desc["debug"]["activity"].values():  # per-Einsum activity wires at the top
+        assert f"wire {name};" in top_module, name
+    assert "reg [63:0] cur_insn" in a
+    assert "seq_state" in a and desc["debug"]["fsm_states"]["IDLE"] == 0
     top = FuseMaxTop(cfg)
     sig = top.signature.members
     Fragment.get(top, None)

@@ -67,6 +67,15 @@ def opcode_of(word):
     return word[OPCODE_LO: OPCODE_LO + OPCODE_WIDTH]
 
 
+def fsm_states(config) -> dict[str, int]:
+    """The sequencer FSM's state encoding (the value of ``seq.seq_state`` per state name)."""
+    from amaranth.hdl import Fragment
+
+    seq = Sequencer(config)
+    Fragment.get(seq, None)
+    return dict(seq.fsm_encoding)
+
+
 def max_e_effective(config) -> int:
     """Largest E the hardware accepts: the Q/K buffers' max_e, and the exact-BQK bound."""
     return min(config.max_e, 1 << config.numerics.acc_guard_bits)
@@ -328,6 +337,8 @@ class Sequencer(wiring.Component):
         with m.If(self.div_done):
             m.d.sync += wb_cnt.eq(wb_cnt + 1)
 
+        #: FSM state name -> encoding of ``seq_state`` (for waveform translation filters)
+        self.fsm_encoding = dict(fsm.encoding)
         on = fsm.ongoing
         # the exps run from their start (T_EXP) to their done cycle, which falls in T_SLNV
         exp_busy = Signal(name="exp_busy")

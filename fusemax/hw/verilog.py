@@ -28,7 +28,7 @@ def describe(config: FuseMaxConfig) -> dict:
     """JSON-ready description of the generated design for ``config``."""
     from fusemax.hw.memport import FETCH_DEPTH, kv_slot_lines
     from fusemax.hw.pe2d import operand_widths
-    from fusemax.hw.sequencer import ERROR_BITS, max_e_effective
+    from fusemax.hw.sequencer import ACTIVITY, ERROR_BITS, fsm_states, max_e_effective
     from fusemax.hw.top import COUNTERS, top_ports
 
     nc = config.numerics
@@ -80,4 +80,17 @@ def describe(config: FuseMaxConfig) -> dict:
         "csr": {"addr_width": 5, "data_width": 64,
                 "counters": {name: i for i, name in enumerate(COUNTERS)}},
         "error_bits": dict(ERROR_BITS),
+        "debug": {
+            "instance_names": {
+                "sequencer": "seq", "memory_port": "memport", "array_2d": "array2d",
+                "array_1d": "array1d", "pe_2d": "array2d.pe_r{r}_c{c}", "pe_1d": "array1d.lane_c{c}",
+                "lm_tree_node": "array2d.lm_c{c}_l{level}_{i}", "q_buffer": "qbuf", "kv_buffer": "kvbuf",
+            },
+            "current_instruction": "seq.cur_insn",
+            "fsm_state": "seq.seq_state",
+            "fsm_states": fsm_states(config),
+            "paths": "relative to fusemax_top; the activity wires are fusemax_top's own",
+            "activity": {name: name for name in ACTIVITY},
+            "activity_array": dict(ACTIVITY),
+        },
     }
