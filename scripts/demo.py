@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusemax.cli import main as fusemax  # noqa: E402
-from fusemax.sw.attention_io import attention_float64  # noqa: E402
+from fusemax.sw.attention_io import reference_attention  # noqa: E402
 from fusemax.sw.library import load_cascade  # noqa: E402
 from fusemax.sw.reference import evaluate  # noqa: E402
 
@@ -50,7 +50,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     b, h, m, p, e, f = (SHAPE[k] for k in "BHMPEF")
     q, k, v = (rng.standard_normal(s) for s in ((b, h, p, e), (b, h, m, e), (b, h, m, f)))
-    direct = attention_float64(q, k, v, 1 / np.sqrt(e))
+    direct = reference_attention(q, k, v, 1 / np.sqrt(e))
     print(f"shape {SHAPE}, random standard-normal Q, K, V")
     for name in ("attention-3pass", "attention-2pass", "attention-1pass"):
         t0 = time.perf_counter()

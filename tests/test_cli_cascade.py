@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fusemax.cli import main
-from fusemax.sw.attention_io import attention_float64
+from fusemax.sw.attention_io import reference_attention
 from fusemax.sw.library import builtin_names
 
 
@@ -66,7 +66,7 @@ def test_eval_matches_softmax(capsys, tmp_path, batch):
     assert json.loads(out)["sizes"]["M1"] == 5
     o = np.load(tmp_path / "out.npz")["O"]
     q, k, v = (arrays[n] if batch else arrays[n][None, None] for n in "QKV")
-    expected = attention_float64(q, k, v, 1 / np.sqrt(24))
+    expected = reference_attention(q, k, v, 1 / np.sqrt(24))
     expected = expected if batch else expected[0, 0]
     assert o.shape == expected.shape
     assert np.max(np.abs(o - expected)) < 1e-9 * np.max(np.abs(expected))

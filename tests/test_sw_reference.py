@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from fusemax.sw.attention_io import attention_float64
+from fusemax.sw.attention_io import reference_attention
 from fusemax.sw.cascade.check import check_cascade
 from fusemax.sw.cascade.syntax import CascadeError, parse_cascade
 from fusemax.sw.library import cascade_text, load_cascade
@@ -34,7 +34,7 @@ def rel_err(a, b):
 def test_attention_cascades_match_softmax(name, shape):
     q, k, v = random_attention(shape)
     result = evaluate(load_cascade(name), {"Q": q, "K": k, "V": v})
-    reference = attention_float64(q, k, v, 1 / np.sqrt(shape[4]))
+    reference = reference_attention(q, k, v, 1 / np.sqrt(shape[4]))
     assert result.outputs["O"].shape == reference.shape
     assert rel_err(result.outputs["O"], reference) < 1e-9
     assert result.empty_outputs == {"O": 0}
@@ -45,13 +45,13 @@ def test_attention_cascades_match_softmax(name, shape):
 def test_chunk_size_does_not_change_the_result(name, m0):
     q, k, v = random_attention((2, 3, 37, 29, 24, 40), seed=1)
     result = evaluate(load_cascade(name), {"Q": q, "K": k, "V": v}, params={"M0": m0})
-    assert rel_err(result.outputs["O"], attention_float64(q, k, v, 1 / np.sqrt(24))) < 1e-9
+    assert rel_err(result.outputs["O"], reference_attention(q, k, v, 1 / np.sqrt(24))) < 1e-9
 
 
 def test_scale_override_and_unbatched_inputs():
     q, k, v = (x[0, 0] for x in random_attention((1, 1, 9, 7, 5, 3), seed=2))
     result = evaluate(load_cascade("attention-1pass"), {"Q": q, "K": k, "V": v}, scale=0.3)
-    expected = attention_float64(q[None, None], k[None, None], v[None, None], 0.3)[0, 0]
+    expected = reference_attention(q[None, None], k[None, None], v[None, None], 0.3)[0, 0]
     assert rel_err(result.outputs["O"], expected) < 1e-9
 
 
@@ -59,7 +59,7 @@ def test_large_scores_stay_finite():
     q, k, v = random_attention((1, 2, 40, 10, 8, 4), seed=3)
     result = evaluate(load_cascade("attention-1pass"), {"Q": q * 60, "K": k * 60, "V": v})
     assert np.all(np.isfinite(result.outputs["O"]))
-    assert rel_err(result.outputs["O"], attention_float64(q * 60, k * 60, v, 1 / np.sqrt(8))) < 1e-9
+    assert rel_err(result.outputs["O"], reference_attention(q * 60, k * 60, v, 1 / np.sqrt(8))) < 1e-9
 
 
 def test_intermediates_are_what_the_paper_says():
@@ -97,7 +97,7 @@ def test_a_filter_gives_causal_attention(m, p):
     q, k, v = random_attention((2, 1, m, p, 6, 5), seed=5)
     mask = np.arange(m)[None, :] <= np.arange(p)[:, None] + m - p
     result = evaluate(checked, {"Q": q, "K": k, "V": v}, params={"M0": 4})
-    assert rel_err(result.outputs["O"], attention_float64(q, k, v, 1 / np.sqrt(6), mask)) < 1e-9
+    assert rel_err(result.outputs["O"], reference_attention(q, k, v, 1 / np.sqrt(6), mask)) < 1e-9
 
 
 def test_nan_is_an_error_that_names_the_einsum():

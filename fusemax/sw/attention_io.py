@@ -124,19 +124,27 @@ def save_attention_output(path: str | Path, o: np.ndarray, had_batch: bool,
     np.savez(path, **arrays)
 
 
-def attention_float64(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float,
-                      mask: np.ndarray | None = None) -> np.ndarray:
-    """Direct softmax(scale·QKᵀ)V in float64, numerically stable; the independent reference.
+def reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: float | None = None,
+                        mask=None) -> np.ndarray:
+    """Direct softmax(scale·QKᵀ)V in float64, numerically stable: the independent reference.
 
-    ``mask`` (broadcastable to B,H,P,M) marks the keys each query may see.
+    ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F). ``scale`` defaults to 1/√E. ``mask``
+    marks the keys each query may see: a bool array broadcastable to (P, M) (or B,H,P,M), or a
+    function ``mask(p_indices, m_indices) -> bool (P, M)`` such as
+    :func:`fusemax.sw.golden.causal_mask`. A query that sees no key gets 0.
     """
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    if scale is None:
+        scale = default_scale(q.shape[-1])
     s = scale * np.einsum("bhpe,bhme->bhpm", q, k)
     if mask is not None:
-        s = np.where(mask, s, -np.inf)
-    s = s - s.max(axis=-1, keepdims=True)
-    w = np.exp(s)
-    w /= w.sum(axis=-1, keepdims=True)
-    return np.einsum("bhpm,bhmf->bhpf", w, v)
+        if callable(mask):
+            mask = mask(np.arange(q.shape[-2]), np.arange(k.shape[-2]))
+        s = np.where(np.asarray(mask, bool), s, -np.inf)
+    top = s.max(axis=-1, keepdims=True)
+    w = np.exp(s - np.where(np.isfinite(top), top, 0.0))
+    den = w.sum(axis=-1, keepdims=True)
+    return np.einsum("bhpm,bhmf->bhpf", w, v) / np.where(den == 0, 1.0, den)
 
 
 def default_scale(e: int) -> float:

@@ -43,6 +43,7 @@ import numpy as np
 from fusemax.config import FORMAT_ROLES, FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
+from fusemax.sw.attention_io import reference_attention  # noqa: F401  (re-exported)
 
 LOG2E = 1.0 / math.log(2.0)
 
@@ -244,26 +245,6 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
         div_by_zero=int(np.count_nonzero(dz)), config_name=config.name, scale=float(scale),
         chunks=chunks, trace=records, inputs={"Q": qc, "K": kc, "V": vc},
     )
-
-
-def reference_attention(q, k, v, scale: float | None = None, mask: Mask | None = None) -> np.ndarray:
-    """float64 ``softmax(scale · Q Kᵀ) V`` computed directly (stable: the row max is
-    subtracted). Independent of the golden model; rows with every key masked give 0."""
-    q = np.asarray(q, np.float64)
-    k = np.asarray(k, np.float64)
-    v = np.asarray(v, np.float64)
-    B, H, P, E, M, F = _check_shapes(q, k, v)
-    if scale is None:
-        scale = 1.0 / math.sqrt(E)
-    s = scale * (q @ np.swapaxes(k, -1, -2))
-    if mask is not None:
-        allowed = np.asarray(mask(np.arange(P), np.arange(M)), bool)
-        s = np.where(allowed, s, -np.inf)
-    mx = s.max(-1, keepdims=True)
-    mx = np.where(np.isfinite(mx), mx, 0.0)
-    w = np.exp(s - mx)
-    den = w.sum(-1, keepdims=True)
-    return (w @ v) / np.where(den == 0, 1.0, den)
 
 
 def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
