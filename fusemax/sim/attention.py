@@ -1,0 +1,348 @@
+"""Attention on the generated RTL: compile, build (once per config), run under Verilator +
+cocotb, compare with the golden model bit for bit and with float64, and report.
+
+:func:`simulate` is the one call::
+
+    report = simulate(preset("small"), q, k, v, causal=True)
+    report["bit_exact"], report["cycles"], report["utilization"]["2d"]
+
+The design is ``fusemax_top`` (``fusemax.hw.verilog.generate_verilog``) inside the generated
+simulation wrapper (:mod:`fusemax.sim.wrapper`); the memory image travels as a ``$readmemh``
+file and the outputs come back as a ``$writememh`` dump, so Python does no per-cycle work.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from fusemax.config import FuseMaxConfig
+from fusemax.errors import FuseMaxError
+from fusemax.sw.compiler import Program, buffer_bytes, compile_attention, read_hex
+from fusemax.sw.executor import ERROR_BITS, decode_errors
+
+__all__ = ["CSR_NAMES", "EINSUM_COUNTERS", "design_verilog", "build_design", "run_program",
+           "simulate", "expected_flags", "report_json", "BENCH"]
+
+BENCH = "tests.cocotb_benches.tb_attention"
+
+#: Counter names by CSR address (docs/architecture.md section 6).
+CSR_NAMES = ("cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles", "BQK", "LM", "SLN",
+             "SLD", "SLNV", "RM", "PRM", "RD", "RNV", "AV", "mem_lines_read", "mem_lines_written",
+             "config_tag")
+#: Einsum counters: name -> array.
+EINSUM_COUNTERS = {"BQK": "2d", "LM": "2d", "SLN": "2d", "SLD": "2d", "SLNV": "2d",
+                   "RM": "1d", "PRM": "1d", "RD": "1d", "RNV": "1d", "AV": "1d"}
+
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# the design
+
+
+@functools.lru_cache(maxsize=16)
+def _design_verilog(config_json: str) -> str:
+    from fusemax.hw.verilog import generate_verilog
+    from fusemax.sim.wrapper import wrapper_verilog
+
+    config = FuseMaxConfig.from_json(config_json)
+    return generate_verilog(config) + "\n" + wrapper_verilog(config)
+
+
+def design_verilog(config: FuseMaxConfig) -> str:
+    """``fusemax_top`` of ``config`` and the simulation wrapper, as one Verilog text."""
+    try:
+        import fusemax.hw.verilog  # noqa: F401
+    except ModuleNotFoundError as exc:
+        raise FuseMaxError(f"the hardware generator is not available ({exc})") from None
+    return _design_verilog(config.to_json())
+
+
+def build_design(config: FuseMaxConfig, *, waves: bool = False):
+    """Build (or reuse) the Verilator model of ``config``; returns the runner's ``Build``."""
+    from fusemax.sim.runner import build_verilator
+    from fusemax.sim.wrapper import SIM_TOP
+
+    return build_verilator(design_verilog(config), name=SIM_TOP, waves=waves)
+
+
+# ---------------------------------------------------------------------------------------------
+# one run
+
+
+def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | None = None,
+                seed: int | None = None, mem_ready_pct: int = 100, timeout_s: float | None = None,
+                timeout_cycles: int | None = None, progress: Progress | None = None,
+                keep_dir: bool = False) -> dict:
+    """Run ``program`` (possibly compiled for another config) on the RTL of ``config``.
+
+    Returns the raw results: ``timeout``, ``error`` (flags), ``csr`` (all counters),
+    ``counters`` (by name), ``output_codes`` (B,H,P,F, None on timeout), wall times, build info.
+    """
+    from fusemax.sim.runner import build_root, run_cocotb
+    from fusemax.sim.wrapper import SIM_TOP
+
+    say = progress or (lambda msg: None)
+    if not 1 <= int(mem_ready_pct) <= 100:
+        raise FuseMaxError(f"memory ready percentage must be in 1..100, got {mem_ready_pct}")
+    if program.layout.mem_lanes != config.mem_lanes:
+        raise FuseMaxError(f"program has {program.layout.mem_lanes}-lane memory lines, config "
+                           f"{config.name} {config.mem_lanes}")
+    if program.layout.n_lines > (1 << config.mem_addr_width):
+        raise FuseMaxError(f"program image ({program.layout.n_lines} lines) exceeds the memory of "
+                           f"config {config.name}")
+    t0 = time.monotonic()
+    say(f"generating Verilog for {config.name}")
+    verilog = design_verilog(config)
+    t_gen = time.monotonic() - t0
+    say(f"building the Verilator model of {config.name} (cached per configuration)")
+    from fusemax.sim.runner import build_verilator
+    build = build_verilator(verilog, name=SIM_TOP, waves=bool(waves))
+
+    jobs = build_root() / "jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    jdir = Path(tempfile.mkdtemp(prefix=f"{config.name}-", dir=jobs))
+    try:
+        say(f"writing the memory image ({program.layout.n_lines} lines)")
+        image = program.write_hex(jdir / "image.hex")
+        lo, hi = program.output_range
+        dump = jdir / "dump.hex"
+        results = jdir / "results.json"
+        if timeout_cycles is None:
+            timeout_cycles = program.schedule.cycle_bound()
+        job = {"sched_base": program.sched_base, "timeout_cycles": int(timeout_cycles),
+               "results": str(results), "csr_count": len(CSR_NAMES), "period_ns": 10}
+        (jdir / "job.json").write_text(json.dumps(job, indent=2))
+        plusargs = [f"+fusemax_image={image}", f"+fusemax_dump={dump}", f"+fusemax_dump_lo={lo}",
+                    f"+fusemax_dump_hi={hi}", f"+fusemax_ready_pct={int(mem_ready_pct)}"]
+        say(f"simulating {len(program.instructions)} instructions, {program.schedule.tiles} tiles")
+        t1 = time.monotonic()
+        failure = None
+        run = None
+        try:
+            run = run_cocotb(None, name=SIM_TOP, test_module=BENCH, verilog=verilog,
+                             test_dir_name=f"attention-{config.name}",
+                             extra_env={"FUSEMAX_JOB": str(jdir / "job.json")}, plusargs=plusargs,
+                             waves=bool(waves), seed=seed, timeout_s=timeout_s)
+        except AssertionError as exc:  # the bench failed (a hang) or died
+            failure = str(exc)
+        run_s = time.monotonic() - t1
+        if not results.is_file():
+            raise FuseMaxError(f"the simulation produced no results: {failure}")
+        res = json.loads(results.read_text())
+        if failure and not res.get("timeout"):
+            raise FuseMaxError(f"the simulation failed: {failure}")
+        out_codes = None
+        if not res["timeout"] and dump.is_file():
+            lines = read_hex(dump, config.mem_lanes)
+            if lines.shape[0] == hi - lo:
+                out_codes = program.decode_output(lines, base=lo)
+        wave_file = None
+        if waves and run is not None and run.waves is not None:
+            wdir = Path(waves)
+            wdir.mkdir(parents=True, exist_ok=True)
+            wave_file = wdir / run.waves.name
+            shutil.copy2(run.waves, wave_file)
+        csr = res["csr"]
+        return {
+            "timeout": bool(res["timeout"]),
+            "timeout_cycles": int(timeout_cycles),
+            "failure": failure,
+            "error": int(res["error"]),
+            "done": int(res["done"]),
+            "busy": int(res["busy"]),
+            "csr": csr,
+            "counters": dict(zip(CSR_NAMES, csr)),
+            "output_codes": out_codes,
+            "sim_wall_s": float(res["sim_wall_s"]),
+            "run_s": run_s,
+            "verilog_s": t_gen,
+            "build_s": build.build_s,
+            "built": build.built,
+            "build_dir": str(build.build_dir),
+            "test_dir": str(run.test_dir) if run is not None else None,
+            "waves": str(wave_file) if wave_file else None,
+        }
+    finally:
+        if not keep_dir and not os.environ.get("FUSEMAX_KEEP_JOBS"):
+            shutil.rmtree(jdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the full flow
+
+
+def _fetch_depth() -> int:
+    """Instruction words the hardware may prefetch past END (read but never executed)."""
+    try:
+        from fusemax.hw.memport import FETCH_DEPTH
+        return int(FETCH_DEPTH)
+    except (ImportError, AttributeError):
+        return 8
+
+
+def expected_flags(gold) -> list[str]:
+    """Error flags the hardware must raise for a golden result (saturation, divide by zero)."""
+    s = gold.saturation
+    want = []
+    for role, name in (("score", "score_saturated"), ("rd", "rd_saturated"), ("rnv", "rnv_saturated"),
+                       ("out", "out_saturated")):
+        if s.get(role):
+            want.append(name)
+    if gold.div_by_zero:
+        want.append("div_by_zero")
+    order = list(ERROR_BITS.values())
+    return sorted(want, key=order.index)
+
+
+def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal: bool = False,
+             waves: str | Path | None = None, seed: int | None = None, *,
+             mem_ready_pct: int = 100, progress: Progress | None = None,
+             cascade: str = "attention-1pass", timeout_s: float | None = None,
+             max_mismatches: int = 8) -> dict:
+    """Run attention of ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) on the RTL of
+    ``config`` and compare. Returns the report dict (see module docstring); the arrays are under
+    ``output`` (floats) and ``output_codes`` (integers)."""
+    from fusemax.sw.golden import attention_1pass, causal_mask, error_stats, reference_attention
+
+    say = progress or (lambda msg: None)
+    t0 = time.monotonic()
+    q = np.asarray(q, np.float64)
+    k = np.asarray(k, np.float64)
+    v = np.asarray(v, np.float64)
+    say("compiling the schedule and the memory image")
+    program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade)
+    s = program.shape
+    mask = causal_mask(s.P, s.M) if causal else None
+    say("golden model")
+    gold = attention_1pass(q, k, v, config, scale=program.scale, mask=mask)
+    raw = run_program(config, program, waves=waves, seed=seed, mem_ready_pct=mem_ready_pct,
+                      timeout_s=timeout_s, progress=progress)
+    say("comparing")
+    c = raw["counters"]
+    cycles = int(c["cycles"])
+    out_codes = raw["output_codes"]
+    nc = config.numerics
+    report: dict = {
+        "cascade": "attention-1pass",
+        "config": config.name,
+        "config_digest": config.digest(),
+        "array": {"rows": config.rows, "cols": config.cols},
+        "shape": s.as_dict(),
+        "causal": bool(causal),
+        "scale": program.scale,
+        "tiling": {"M0": config.rows, "M1": program.layout.M1, "P0": config.cols, "P1": 1,
+                   "P2": program.layout.P2, "tiles": program.schedule.tiles,
+                   "tiles_skipped": program.schedule.tiles_skipped},
+        "timeout": raw["timeout"],
+        "cycles": cycles,
+        "busy": {"2d": int(c["busy_2d"]), "1d": int(c["busy_1d"])},
+        "utilization": {"2d": c["busy_2d"] / cycles if cycles else 0.0,
+                        "1d": c["busy_1d"] / cycles if cycles else 0.0},
+        "einsum_cycles": {name: int(c[name]) for name in EINSUM_COUNTERS},
+        "stall_cycles": int(c["stall"]),
+        "counters": {name: int(val) for name, val in c.items()},
+        "buffer_bytes": buffer_bytes(config),
+        "error_bits": raw["error"],
+        "error_flags": decode_errors(raw["error"]),
+        "expected_error_flags": expected_flags(gold),
+    }
+    # checks of the counters the schedule determines
+    L = program.layout
+    data_read = s.B * s.H * L.P2 * s.E + program.schedule.tiles * (s.E + s.F)
+    report["expected_counters"] = {
+        "instructions": len(program.instructions), "tiles": program.schedule.tiles,
+        "mem_lines_written": s.B * s.H * L.P2 * s.F,
+        # data lines + one fetch per instruction, plus up to the prefetch depth past END
+        "mem_lines_read": [data_read + len(program.instructions),
+                           data_read + len(program.instructions) + _fetch_depth()],
+        "config_tag": int(config.digest(), 16) & 0xFFFF_FFFF,
+    }
+    mismatches = None
+    if out_codes is not None:
+        bad = out_codes != gold.out_codes
+        mismatches = int(np.count_nonzero(bad))
+        first = [{"index": [int(x) for x in idx], "rtl": int(out_codes[tuple(idx)]),
+                  "golden": int(gold.out_codes[tuple(idx)])}
+                 for idx in np.argwhere(bad)[:max_mismatches]]
+        out = nc.out.to_float(out_codes)
+        ref = reference_attention(q, k, v, scale=program.scale, mask=mask)
+        report["error"] = error_stats(out, ref)
+        report["golden_error"] = error_stats(gold.out, ref)
+    else:
+        first, out = [], None
+    flags_ok = report["error_flags"] == report["expected_error_flags"]
+    report.update({
+        "bit_exact": bool(out_codes is not None and mismatches == 0),
+        "mismatches": mismatches,
+        "first_mismatches": first,
+        "flags_match": flags_ok,
+        "saturation": gold.saturation,
+        "div_by_zero": gold.div_by_zero,
+        "wall_s": {"total": time.monotonic() - t0, "verilog": raw["verilog_s"],
+                   "build": raw["build_s"], "run": raw["run_s"], "sim": raw["sim_wall_s"]},
+        "built": raw["built"],
+        "sim_cycles_per_s": cycles / raw["sim_wall_s"] if raw["sim_wall_s"] > 0 else None,
+        "waves": raw["waves"],
+        "output": out,
+        "output_codes": out_codes,
+    })
+    return report
+
+
+def report_json(report: dict) -> dict:
+    """The report without its arrays (for report.json)."""
+    def clean(x):
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items() if not isinstance(v, np.ndarray)}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        if isinstance(x, (np.integer,)):
+            return int(x)
+        if isinstance(x, (np.floating, float)):
+            return float(x) if math.isfinite(float(x)) else None
+        return x
+    return clean({k: v for k, v in report.items() if k not in ("output", "output_codes")})
+
+
+def summary_text(report: dict) -> str:
+    s = report["shape"]
+    u = report["utilization"]
+    lines = [
+        f"{report['cascade']} on {report['config']} ({report['array']['rows']}x{report['array']['cols']}), "
+        f"B={s['B']} H={s['H']} M={s['M']} P={s['P']} E={s['E']} F={s['F']}"
+        + (" causal" if report["causal"] else ""),
+        f"cycles {report['cycles']}: 2D busy {report['busy']['2d']} ({100 * u['2d']:.1f} %), "
+        f"1D busy {report['busy']['1d']} ({100 * u['1d']:.1f} %), memory stalls {report['stall_cycles']}",
+        "per Einsum: " + ", ".join(f"{k} {v}" for k, v in report["einsum_cycles"].items()),
+        "on-chip buffers: " + ", ".join(f"{k} {v} B" for k, v in report["buffer_bytes"].items()),
+    ]
+    if report["timeout"]:
+        lines.append("TIMEOUT: done never rose")
+    elif report["bit_exact"]:
+        lines.append("bit-exact with the golden model")
+    else:
+        lines.append(f"NOT bit-exact: {report['mismatches']} mismatching outputs; first: "
+                     f"{report['first_mismatches'][:3]}")
+    if "error" in report:
+        e = report["error"]
+        lines.append(f"error vs float64: max abs {e['max_abs']:.3g}, RMS {e['rms']:.3g}, "
+                     f"RMS / ref RMS {e['rel_rms']:.3g}")
+    flags = ", ".join(report["error_flags"]) or "none"
+    lines.append(f"error flags: {flags}" + ("" if report["flags_match"] else
+                 f" (expected: {', '.join(report['expected_error_flags']) or 'none'})"))
+    w = report["wall_s"]
+    rate = report["sim_cycles_per_s"]
+    lines.append(f"wall {w['total']:.1f} s (build {w['build']:.1f} s{'' if report['built'] else ', cached'}, "
+                 f"simulation {w['sim']:.2f} s" + (f", {rate / 1e3:.0f} k cycles/s" if rate else "") + ")")
+    return "\n".join(lines)
