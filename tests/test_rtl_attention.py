@@ -182,3 +182,39 @@ def test_long_sequence_65536_keys_on_tiny(record_property):
     print(f"\nM=65536 tiny: {r['cycles']} cycles, 2D {100 * r['utilization']['2d']:.1f} %, "
           f"1D {100 * r['utilization']['1d']:.1f} %, {r['wall_s']['total']:.1f} s wall, "
           f"{r['sim_cycles_per_s'] / 1e3:.0f} k cycles/s")
+
+
+def test_cli_sim(tmp_path, capsys):
+    pytest.importorskip("fusemax.hw.verilog", reason="the hardware generator is not committed yet")
+    from fusemax.cli import main as fusemax
+    from fusemax.sw.golden import attention_1pass, causal_mask
+
+    rng = np.random.default_rng(8)
+    q, k, v = rng.normal(size=(7, 8)), rng.normal(size=(11, 8)), rng.normal(size=(11, 3))
+    np.savez(tmp_path / "in.npz", Q=q, K=k, V=v)
+    rc = fusemax(["sim", "attention-1pass", "--config", "tiny", "--inputs", str(tmp_path / "in.npz"),
+                  "--out", str(tmp_path / "out.npz"), "--report", str(tmp_path / "r.json"),
+                  "--causal", "--json"])
+    assert rc == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert printed["bit_exact"] and report["bit_exact"] and report["causal"]
+    for key in ("cycles", "busy", "utilization", "einsum_cycles", "stall_cycles", "buffer_bytes",
+                "error_flags", "error", "wall_s", "sim_cycles_per_s"):
+        assert key in report, key
+    gold = attention_1pass(q[None, None], k[None, None], v[None, None], preset("tiny"),
+                           mask=causal_mask(7, 11))
+    out = np.load(tmp_path / "out.npz")
+    assert out["O"].shape == (7, 3)
+    assert np.array_equal(out["O_codes"], gold.out_codes[0, 0])
+
+
+def test_cli_sim_refuses_unmappable_cascade(tmp_path, capsys):
+    from fusemax.cli import main as fusemax
+
+    rng = np.random.default_rng(9)
+    np.savez(tmp_path / "in.npz", Q=rng.normal(size=(4, 4)), K=rng.normal(size=(4, 4)),
+             V=rng.normal(size=(4, 4)))
+    assert fusemax(["sim", "attention-3pass", "--config", "tiny", "--inputs", str(tmp_path / "in.npz"),
+                    "--out", str(tmp_path / "o.npz")]) == 2
+    assert "attention-3pass cannot be mapped" in capsys.readouterr().err

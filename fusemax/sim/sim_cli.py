@@ -60,7 +60,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, log_path=False)
     with console.status(f"fusemax sim: {config.name}", spinner="dots") as status:
         def progress(msg: str) -> None:
             status.update(f"fusemax sim ({config.name}): {msg}")
