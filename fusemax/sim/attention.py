@@ -50,13 +50,46 @@ Progress = Callable[[str], None]
 # the design
 
 
+def _hw_sources_digest() -> str:
+    """Hash of everything the generated Verilog depends on besides the config: the hardware
+    generator's sources, the wrapper generator, the schedule format and the Amaranth version."""
+    import hashlib
+
+    import amaranth
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(amaranth.__version__.encode())
+    files = sorted((root / "hw").rglob("*.py")) + [root / "sim" / "wrapper.py",
+                                                   root / "sw" / "schedule.py", root / "config.py",
+                                                   root / "sw" / "numerics.py"]
+    for f in files:
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 @functools.lru_cache(maxsize=16)
 def _design_verilog(config_json: str) -> str:
-    from fusemax.hw.verilog import generate_verilog
+    """Generated once per (config, generator sources) and kept under build/verilog/: Amaranth's
+    conversion takes longer than the simulation (about a minute for a 16 x 16 array)."""
+    import hashlib
+
+    from fusemax.sim.runner import build_root
     from fusemax.sim.wrapper import wrapper_verilog
 
     config = FuseMaxConfig.from_json(config_json)
-    return generate_verilog(config) + "\n" + wrapper_verilog(config)
+    key = hashlib.sha256((config_json + _hw_sources_digest()).encode()).hexdigest()[:16]
+    cache = build_root() / "verilog" / f"{config.name}-{key}.v"
+    if cache.is_file():
+        return cache.read_text()
+    from fusemax.hw.verilog import generate_verilog
+
+    text = generate_verilog(config) + "\n" + wrapper_verilog(config)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, cache)
+    return text
 
 
 def design_verilog(config: FuseMaxConfig) -> str:
