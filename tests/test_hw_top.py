@@ -138,3 +138,39 @@ def test_verilog_deterministic_and_described():
     sig = top.signature.members
     Fragment.get(top, None)
     assert set(sig) == set(top_ports(cfg))
+
+
+def test_dedupe_modules_keeps_every_instance():
+    import re
+
+    from amaranth.back import verilog as amaranth_verilog
+
+    from fusemax.hw.verilog import dedupe_modules
+
+    raw = amaranth_verilog.convert(FuseMaxTop(preset("rect")), name="fusemax_top", emit_src=False)
+    ded = dedupe_modules(raw)
+    assert dedupe_modules(ded) == ded
+    inst = re.compile(r"^  (\\\S+|\w+) +(\S+) \($", re.M)
+    mod = re.compile(r"^module (\\\S+|\w+)[ (]", re.M)
+
+    def tree(text):
+        """instance path -> the module body's size class, walking from fusemax_top"""
+        bodies = {}
+        for m in mod.finditer(text):
+            end = text.index("\nendmodule", m.start())
+            bodies[m.group(1)] = text[m.start():end]
+        paths = []
+
+        def walk(name, path):
+            for i in inst.finditer(bodies[name]):
+                assert i.group(1) in bodies, f"{path}: module {i.group(1)} missing"
+                paths.append(f"{path}.{i.group(2)}")
+                walk(i.group(1), f"{path}.{i.group(2)}")
+
+        walk("fusemax_top", "fusemax_top")
+        return sorted(paths), len(bodies)
+
+    p_raw, n_raw = tree(raw)
+    p_ded, n_ded = tree(ded)
+    assert p_raw == p_ded  # the same instance hierarchy (waveform scopes)
+    assert n_ded < n_raw / 4 and len(ded) < len(raw) / 2

@@ -9,19 +9,111 @@ bits.
 
 from __future__ import annotations
 
+import re
+
 from fusemax.config import FuseMaxConfig
 from fusemax.sw.schedule import VERSION, config_tag
 
 TOP_NAME = "fusemax_top"
 
 
-def generate_verilog(config: FuseMaxConfig) -> str:
-    """Verilog text of ``fusemax_top`` for ``config`` (deterministic, no absolute paths)."""
+def generate_verilog(config: FuseMaxConfig, dedupe: bool = True) -> str:
+    """Verilog text of ``fusemax_top`` for ``config`` (deterministic, no absolute paths).
+
+    Amaranth writes one module per instance (256 copies of the PE for a 16 x 16 array);
+    with ``dedupe`` (the default) identical modules are written once, under the name of their
+    first instance (:func:`dedupe_modules`), which shrinks the text and lets Verilator compile
+    one copy of each PE's code. Instance names, hence the waveform hierarchy, are unchanged.
+    """
     from amaranth.back import verilog
 
     from fusemax.hw.top import FuseMaxTop
 
-    return verilog.convert(FuseMaxTop(config), name=TOP_NAME, emit_src=False)
+    text = verilog.convert(FuseMaxTop(config), name=TOP_NAME, emit_src=False)
+    return dedupe_modules(text) if dedupe else text
+
+
+_NAME = r"(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)"
+_MOD_LINE = re.compile(r"^module " + _NAME + r"[ (]")
+_INST_LINE = re.compile(r"^  " + _NAME + r"( +\S+ \()$")
+_DUMP_REG = re.compile(r"dump_module\$\d+")
+
+
+def dedupe_modules(text: str) -> str:
+    """Merge modules of Amaranth/Yosys Verilog that differ only in their names.
+
+    Two modules are the same when their texts are equal after replacing the module's own
+    name, the instantiated modules' names (by their canonical names, so merging proceeds
+    bottom-up to a fixed point), the Yosys-numbered ``dump_module$N`` dummy register, and
+    sorting the header's port list (Yosys connects instances by port name). Every duplicate is
+    removed and its instances refer to the first module of its kind. Deterministic.
+    """
+    blocks: list[list] = []  # [module name or None, lines]
+    cur = None
+    pending: list[str] = []
+    for ln in text.split("\n"):
+        if cur is None:
+            mm = _MOD_LINE.match(ln)
+            if mm:
+                attrs = []
+                while pending and pending[-1].startswith("(*"):
+                    attrs.insert(0, pending.pop())
+                if pending:
+                    blocks.append([None, pending])
+                pending = []
+                cur = [mm.group(1), attrs + [ln]]
+            else:
+                pending.append(ln)
+        else:
+            cur[1].append(ln)
+            if ln == "endmodule":
+                blocks.append(cur)
+                cur = None
+    if cur is not None:  # not Verilog as Yosys writes it: leave it alone
+        return text
+    if pending:
+        blocks.append([None, pending])
+    names = {b[0] for b in blocks if b[0] is not None}
+
+    def key_of(name: str, lines: list[str], remap: dict[str, str]) -> str:
+        out = []
+        for ln in lines:
+            mi = _INST_LINE.match(ln)
+            if mi and mi.group(1) in names:
+                ln = "  " + remap.get(mi.group(1), mi.group(1)) + mi.group(2)
+            out.append(ln)
+        body = "\n".join(out)
+        i = body.index("module ")  # the header may span lines; it ends at the first ';'
+        j = body.index(";", i)
+        ports = body[body.index("(", i) + 1: body.rindex(")", i, j)]
+        body = body[:i] + "module (" + ",".join(sorted(p.strip() for p in ports.split(","))) + ")" + body[j:]
+        return _DUMP_REG.sub("dump_module$0", body)
+
+    remap: dict[str, str] = {}
+    while True:
+        seen: dict[str, str] = {}
+        new: dict[str, str] = {}
+        for name, lines in blocks:
+            if name is None or name in remap:
+                continue
+            k = key_of(name, lines, remap)
+            if k in seen:
+                new[name] = seen[k]
+            else:
+                seen[k] = name
+        if not new:
+            break
+        remap.update(new)
+    out = []
+    for name, lines in blocks:
+        if name is not None and name in remap:
+            continue
+        for ln in lines:
+            mi = _INST_LINE.match(ln) if name is not None else None
+            if mi and mi.group(1) in remap:
+                ln = "  " + remap[mi.group(1)] + mi.group(2)
+            out.append(ln)
+    return "\n".join(out)
 
 
 def describe(config: FuseMaxConfig) -> dict:
