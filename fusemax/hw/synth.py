@@ -28,7 +28,7 @@ copy; the results are the same, only slower.)
 
 Grouping
 --------
-Modules are grouped by name pattern (every digit run replaced by ``*``). The categories of the
+Instances are grouped by path pattern (index digits replaced by ``*``: ``pe_r*_c*``). The categories of the
 report are found by the last segment of the module name (:data:`CATEGORY_PATTERNS`): these
 patterns are the only assumption about the hardware's structure.
 """
@@ -119,16 +119,28 @@ def split_modules(verilog: str) -> dict[str, str]:
     return mods
 
 
-def module_children(mods: dict[str, str]) -> dict[str, list[str]]:
-    """Module name -> the module names it instantiates (one entry per instance)."""
+def module_children(mods: dict[str, str]) -> dict[str, list[tuple[str, str]]]:
+    """Module name -> [(instantiated module, instance name)], one entry per instance."""
     out = {}
     for name, text in mods.items():
         kids = []
         for m in _INST_RE.finditer(text):
             t = _unescape(m.group(1))
             if t in mods and t != name:
-                kids.append(t)
+                kids.append((t, _unescape(m.group(2))))
         out[name] = kids
+    return out
+
+
+def instance_paths(top: str, children: dict[str, list[tuple[str, str]]],
+                   root: str | None = None) -> list[tuple[str, str]]:
+    """[(instance path, module)] of the tree under module ``top`` (path ``root``, default the
+    module's name), parents first. Paths join instance names with dots, as in a waveform."""
+    out, stack = [], [(root or top, top)]
+    while stack:
+        path, mod = stack.pop()
+        out.append((path, mod))
+        stack.extend((f"{path}.{inst}", k) for k, inst in reversed(children[mod]))
     return out
 
 
@@ -148,14 +160,14 @@ def dedupe_verilog(verilog: str, top: str, *, dedupe: bool = True) -> dict:
             continue
         seen.add(n)
         subtree.append(n)
-        stack.extend(children[n])
+        stack.extend(k for k, _ in children[n])
     rep_of: dict[str, str] = {}
     by_hash: dict[str, str] = {}
 
     def canon(n: str) -> str:
         if n in rep_of:
             return rep_of[n]
-        for k in children[n]:
+        for k, _ in children[n]:
             canon(k)
         if not dedupe:
             rep_of[n] = n
@@ -352,46 +364,22 @@ class _Stats:
     def total(self, module: str) -> dict:
         if module not in self._tot:
             acc = dict(self.local_of(module))
-            for k in self.red["children"][module]:
+            for k, _ in self.red["children"][module]:
                 acc = _add(acc, self.total(k))
             self._tot[module] = acc
         return self._tot[module]
 
     def types_total(self, module: str) -> collections.Counter:
         c = collections.Counter(self.local_types[self.red["classes"][module]])
-        for k in self.red["children"][module]:
+        for k, _ in self.red["children"][module]:
             c.update(self.types_total(k))
         return c
 
-    def multiplicity(self, top: str) -> dict[str, int]:
-        """Module -> number of instances under ``top`` (top itself: 1)."""
-        mult = collections.Counter({top: 1})
-        order = _topo(top, self.red["children"])
-        for n in order:
-            for k in self.red["children"][n]:
-                mult[k] += mult[n]
-        return dict(mult)
-
-
-def _topo(top: str, children: dict[str, list[str]]) -> list[str]:
-    """Modules under ``top``, every parent before its children."""
-    seen, post = set(), []
-
-    def visit(n):
-        if n in seen:
-            return
-        seen.add(n)
-        for k in children[n]:
-            visit(k)
-        post.append(n)
-
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10000))
-    visit(top)
-    return post[::-1]
-
 
 def _pattern(name: str) -> str:
-    return re.sub(r"\d+", "*", name)
+    """Instance path -> group pattern: index digits after ``_`` or ``_<letter>`` become ``*``
+    (``pe_r3_c1`` -> ``pe_r*_c*``, ``lm_c0_l1_0`` -> ``lm_c*_l*_*``; ``array2d`` is kept)."""
+    return re.sub(r"(?<=_)([A-Za-z]?)\d+(?=_|\.|$)", r"\1*", name)
 
 
 def _summary(values: list[dict]) -> dict:
@@ -409,34 +397,33 @@ def _summary(values: list[dict]) -> dict:
             "total": tot}
 
 
-def _categorize(top: str, stats: _Stats) -> dict:
-    mult = stats.multiplicity(top)
-    by_cat: dict[str, list[str]] = {k: [] for k in CATEGORY_PATTERNS}
-    for name in mult:
-        last = name.rsplit(".", 1)[-1]
+def _categorize(insts: list[tuple[str, str]], stats: _Stats) -> tuple[dict, dict]:
+    """Category -> summary over the instances whose last path segment matches its pattern."""
+    by_cat: dict[str, list[tuple[str, str]]] = {k: [] for k in CATEGORY_PATTERNS}
+    for path, mod in insts:
+        last = path.rsplit(".", 1)[-1]
         for cat, (rx, _) in CATEGORY_PATTERNS.items():
             if re.fullmatch(rx, last):
-                by_cat[cat].append(name)
+                by_cat[cat].append((path, mod))
                 break
     out = {}
-    for cat, names in by_cat.items():
-        vals = [stats.total(n) for n in names for _ in range(mult[n])]
-        s = _summary(vals)
+    for cat, members in by_cat.items():
+        s = _summary([stats.total(mod) for _, mod in members])
         s["description"] = CATEGORY_PATTERNS[cat][1]
-        s["patterns"] = sorted({_pattern(n) for n in names})
-        s["variants"] = len({stats.red["classes"][n] for n in names})
+        s["patterns"] = sorted({_pattern(path) for path, _ in members})
+        s["variants"] = len({stats.red["classes"][mod] for _, mod in members})
         out[cat] = s
-    return out, by_cat, mult
+    return out, by_cat
 
 
-def _pe_parts(names: list[str], stats: _Stats) -> dict:
-    """Average cells per submodule (by last name segment) of a PE type, plus its own logic."""
+def _pe_parts(members: list[tuple[str, str]], stats: _Stats) -> dict:
+    """Average cells per sub-instance (by instance name) of a PE type, plus its own logic."""
     parts: dict[str, list[int]] = collections.defaultdict(list)
-    for n in names:
-        parts["(own logic)"].append(stats.local_of(n)["cells"])
-        for k in stats.red["children"][n]:
-            parts[k.rsplit(".", 1)[-1]].append(stats.total(k)["cells"])
-    return {k: round(sum(v) / len(names), 1) for k, v in parts.items()}
+    for _, mod in members:
+        parts["(own logic)"].append(stats.local_of(mod)["cells"])
+        for k, inst in stats.red["children"][mod]:
+            parts[inst].append(stats.total(k)["cells"])
+    return {k: round(sum(v) / len(members), 1) for k, v in parts.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,23 +444,28 @@ def mac_pe_verilog(config: FuseMaxConfig) -> tuple[str, dict]:
     return verilog.convert(mac, name=MAC_PE_NAME, emit_src=False), desc
 
 
-def resolve_top(verilog: str, top: str | None) -> str:
-    """The module name for ``--top``: an exact module name, or a unique module whose name ends
-    with ``.TOP``; default the design's top (``fusemax_top``)."""
+def resolve_top(verilog: str, top: str | None) -> tuple[str, str]:
+    """(instance path, module) for ``--top``: an instance path (``fusemax_top.array2d``), a
+    unique path suffix (``array2d``, ``pe_r0_c0``), or a module name; default the design's
+    top (``fusemax_top``)."""
     from fusemax.hw.verilog import TOP_NAME
 
-    if top is None:
-        return TOP_NAME
-    mods = list(split_modules(verilog))
-    if top in mods:
-        return top
-    hits = [m for m in mods if m.endswith("." + top)]
+    mods = split_modules(verilog)
+    if TOP_NAME not in mods:
+        raise FuseMaxError(f"the generated design has no module {TOP_NAME}")
+    if top is None or top == TOP_NAME:
+        return TOP_NAME, TOP_NAME
+    insts = instance_paths(TOP_NAME, module_children(mods))
+    hits = [(p, m) for p, m in insts if p == top]
+    hits = hits or [(p, m) for p, m in insts if p.endswith("." + top)]
+    if not hits and top in mods:
+        return top, top
     if len(hits) == 1:
         return hits[0]
     if not hits:
-        examples = ", ".join(sorted({_pattern(m) for m in mods})[:12])
-        raise FuseMaxError(f"no module {top!r} in the design; module patterns: {examples}, ...")
-    raise FuseMaxError(f"--top {top!r} is ambiguous: {', '.join(hits[:6])}")
+        examples = ", ".join(sorted({_pattern(p) for p, _ in insts})[:12])
+        raise FuseMaxError(f"no module {top!r} in the design; instance patterns: {examples}, ...")
+    raise FuseMaxError(f"--top {top!r} is ambiguous: {', '.join(p for p, _ in hits[:6])}")
 
 
 def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progress | None = None,
@@ -496,7 +488,7 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
         verilog = generate_verilog(config)
         t_v = time.monotonic() - t0
         say(f"Verilog: {len(verilog)} bytes in {t_v:.1f} s")
-    top_name = resolve_top(verilog, top)
+    top_path, top_name = resolve_top(verilog, top)
     red = dedupe_verilog(verilog, top_name, dedupe=dedupe)
     say(f"{len(red['modules'])} modules, {len(red['representatives'])} distinct: synthesizing those")
     mac_v, mac_desc = mac_pe_verilog(config)
@@ -517,21 +509,19 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
         if ctx is not None:
             ctx.cleanup()
 
-    cats, by_cat, mult = _categorize(top_name, stats)
+    insts = instance_paths(top_name, red["children"], top_path)
+    cats, by_cat = _categorize(insts, stats)
     total = stats.total(top_name)
     groups = collections.defaultdict(list)
-    for name, k in mult.items():
-        groups[_pattern(name)].extend([stats.total(name)] * k)
+    for path, mod in insts:
+        groups[_pattern(path)].append(stats.total(mod))
     group_rows = [{"pattern": p, **_summary(v)} for p, v in sorted(groups.items())]
-    memories = []
-    for name, k in mult.items():
-        for mem in stats.mem_list[red["classes"][name]]:
-            memories.append({"module": _pattern(name), **mem, "count": k})
     mem_rows: dict[tuple, dict] = {}
-    for mem in memories:
-        key = (mem["module"], mem["name"], mem["width"], mem["depth"])
-        row = mem_rows.setdefault(key, {**mem, "count": 0})
-        row["count"] += mem["count"]
+    for path, mod in insts:
+        for mem in stats.mem_list[red["classes"][mod]]:
+            key = (_pattern(path), mem["name"], mem["width"], mem["depth"])
+            row = mem_rows.setdefault(key, {"instance": key[0], **mem, "count": 0})
+            row["count"] += 1
     mem_list = [{**r, "total_bits": r["bits"] * r["count"]} for r in mem_rows.values()]
 
     mac = mac_stats.total(MAC_PE_NAME)
@@ -539,26 +529,27 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
     report: dict = {
         "config": config.name, "config_digest": config.digest(),
         "rows": config.rows, "cols": config.cols, "numerics": config.numerics.name,
-        "top": top_name,
+        "top": top_path,
         "flow": {"version": FLOW_VERSION, "tool": yosys_version(), "commands": FLOW,
                  "cell": "Yosys internal gate cell after techmap + opt (no ABC); memories "
                          "($mem_v2) are counted in bits, not cells"},
         "total": total,
         "categories": cats,
         "top_local": stats.local_of(top_name),
-        "memories": sorted(mem_list, key=lambda r: (r["module"], r["name"])),
+        "memories": sorted(mem_list, key=lambda r: (r["instance"], r["name"])),
         "groups": group_rows,
         "cell_types": dict(sorted(stats.types_total(top_name).items())),
         "mac_pe": {**mac_desc, **mac, "cell_types": mac_types,
                    "multiplier_widths": mac_stats.mul_list[MAC_PE_NAME]},
-        "modules": {"instances": sum(mult.values()), "synthesized": len(red["representatives"])},
+        "modules": {"instances": len(insts), "synthesized": len(red["representatives"])},
     }
     pe = cats["pe2d"]
     if pe["count"]:
-        names = by_cat["pe2d"]
-        report["pe2d_parts"] = _pe_parts(names, stats)
-        report["pe2d_multiplier_widths"] = stats.mul_list[red["classes"][names[0]]] + [
-            w for k in stats.red["children"][names[0]] for w in stats.mul_list[red["classes"][k]]]
+        members = by_cat["pe2d"]
+        report["pe2d_parts"] = _pe_parts(members, stats)
+        first = members[0][1]
+        report["pe2d_multiplier_widths"] = stats.mul_list[red["classes"][first]] + [
+            w for k, _ in red["children"][first] for w in stats.mul_list[red["classes"][k]]]
         report["pe2d_over_mac"] = round(pe["cells_avg"] / mac["cells"], 2) if mac["cells"] else None
         arr = cats["array2d"]
         if arr["count"]:
@@ -595,7 +586,8 @@ def format_report(r: dict) -> str:
         c = cats[key]
         if c["count"]:
             lines.append(row(c["description"], c["total"]))
-    lines.append(row("top level (counters, CSR, buffers)", r["top_local"]))
+    own = "top level (counters, CSR, buffers)" if r["top"] == "fusemax_top" else "own logic of the top"
+    lines.append(row(own, r["top_local"]))
     lines.append(row("total", r["total"]))
     lines.append(row(f"plain MAC PE ({r['mac_pe']['a_width']}x{r['mac_pe']['b_width']}, "
                      f"acc {r['mac_pe']['acc_width']})", r["mac_pe"]))
@@ -611,8 +603,14 @@ def format_report(r: dict) -> str:
         lines.append(f"1D PE = {r['pe1d_over_mac']} x plain MAC PE ({parts})")
     if r["memories"]:
         lines.append("memories: " + "; ".join(
-            f"{m['module']}/{m['name']} {m['count']} x {m['depth']}x{m['width']}" for m in r["memories"])
+            f"{m['instance']}/{m['name']} {m['count']} x {m['depth']}x{m['width']}" for m in r["memories"])
             + f" = {r['total']['memory_bits']:,d} bits")
+    lines.append("")
+    lines.append(f"  {'instances (pattern)':44s} {'count':>5s} {'cells each':>11s} {'cells total':>12s}")
+    for g in r["groups"]:
+        each = f"{g['cells_avg']:,.0f}" if g["cells_min"] == g["cells_max"] else \
+            f"{g['cells_min']:,d}-{g['cells_max']:,d}"
+        lines.append(f"  {g['pattern']:44s} {g['count']:>5d} {each:>11s} {g['total']['cells']:>12,d}")
     t = r["time_s"]
     lines.append(f"time: Verilog {t['verilog']} s, Yosys {t['yosys']} s, total {t['total']} s")
     return "\n".join(lines)
