@@ -215,6 +215,22 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
 # the full flow
 
 
+def design_buffers(config: FuseMaxConfig) -> dict[str, int]:
+    """On-chip storage in bytes as the generated design has it (``fusemax.hw.verilog.describe``),
+    plus the RM (+ valid) and RD registers of the 1D PEs; the compiler's config-only model
+    (:func:`fusemax.sw.compiler.buffer_bytes`) without the hardware generator."""
+    try:
+        from fusemax.hw.verilog import describe
+    except ImportError:
+        return buffer_bytes(config)
+    bufs = describe(config)["buffers"]
+    out = {"q_buffer": int(bufs["q_buffer"]["bytes"]), "kv_buffer": int(bufs["kv_buffer"]["bytes"]),
+           "rnv_regfile": int(bufs["rnv_register_files"]["bytes"]),
+           "rm_rd_state": buffer_bytes(config)["rm_rd_state"]}
+    out["total"] = sum(out.values())
+    return out
+
+
 def _fetch_depth() -> int:
     """Instruction words the hardware may prefetch past END (read but never executed)."""
     try:
@@ -285,7 +301,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "einsum_cycles": {name: int(c[name]) for name in EINSUM_COUNTERS},
         "stall_cycles": int(c["stall"]),
         "counters": {name: int(val) for name, val in c.items()},
-        "buffer_bytes": buffer_bytes(config),
+        "buffer_bytes": design_buffers(config),
         "error_bits": raw["error"],
         "error_flags": decode_errors(raw["error"]),
         "expected_error_flags": expected_flags(gold),
@@ -315,6 +331,20 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     else:
         first, out = [], None
     flags_ok = report["error_flags"] == report["expected_error_flags"]
+    if out_codes is None or mismatches or not flags_ok:
+        # which side is wrong? the executor runs the same image on the NumPy twins
+        from fusemax.sw.executor import execute
+
+        say("diagnosing with the schedule executor")
+        ex = execute(config, program.image, program.sched_base)
+        ex_out = program.decode_output(ex.image)
+        ex_ok = bool(np.array_equal(ex_out, gold.out_codes))
+        report["executor"] = {
+            "bit_exact_with_golden": ex_ok, "error_flags": ex.error_flags, **ex.counts,
+            "verdict": ("the RTL deviates from the architecture contract (the executor running the "
+                        "same image matches the golden)") if ex_ok else
+                       "the compiler or the image layout is wrong (the executor disagrees with the golden)",
+        }
     report.update({
         "bit_exact": bool(out_codes is not None and mismatches == 0),
         "mismatches": mismatches,
@@ -327,6 +357,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "built": raw["built"],
         "sim_cycles_per_s": cycles / raw["sim_wall_s"] if raw["sim_wall_s"] > 0 else None,
         "waves": raw["waves"],
+        "build_dir": raw["build_dir"],
         "output": out,
         "output_codes": out_codes,
     })
@@ -367,6 +398,8 @@ def summary_text(report: dict) -> str:
     else:
         lines.append(f"NOT bit-exact: {report['mismatches']} mismatching outputs; first: "
                      f"{report['first_mismatches'][:3]}")
+    if "executor" in report:
+        lines.append(f"diagnosis: {report['executor']['verdict']}")
     if "error" in report:
         e = report["error"]
         lines.append(f"error vs float64: max abs {e['max_abs']:.3g}, RMS {e['rms']:.3g}, "
