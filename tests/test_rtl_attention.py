@@ -219,3 +219,14 @@ def test_cli_sim_refuses_unmappable_cascade(tmp_path, capsys):
     assert fusemax(["sim", "attention-3pass", "--config", "tiny", "--inputs", str(tmp_path / "in.npz"),
                     "--out", str(tmp_path / "o.npz")]) == 2
     assert "attention-3pass cannot be mapped" in capsys.readouterr().err
+
+
+def test_timeout_is_reported_not_hung():
+    pytest.importorskip("fusemax.hw.verilog", reason="the hardware generator is not committed yet")
+    from fusemax.sim.attention import run_program
+
+    q, k, v = _inputs((1, 1, 64, 4, 8, 8))
+    prog = compile_attention(preset("tiny"), q, k, v)
+    raw = run_program(preset("tiny"), prog, timeout_cycles=40)  # far too few cycles
+    assert raw["timeout"] and raw["output_codes"] is None and raw["busy"] == 1
+    assert "did not rise within 40 cycles" in raw["failure"]
