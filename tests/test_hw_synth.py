@@ -138,3 +138,18 @@ def test_dedupe_identical_modules():
     assert red["modules"][0] == "top" and "top.u2" not in red["classes"]  # outside the subtree
     assert "module \\top.u1" not in red["verilog"] and red["verilog"].count("\\top.u0 ") == 3
     assert dedupe_verilog(_TWO_COPIES, "top", dedupe=False)["classes"]["top.u1"] == "top.u1"
+
+
+def test_cli_json_and_progress(tiny_verilog, tmp_path, monkeypatch, capsys):
+    import json
+
+    import fusemax.hw.verilog as verilog_mod
+
+    monkeypatch.setattr(verilog_mod, "generate_verilog", lambda config: tiny_verilog)
+    out = tmp_path / "r.json"
+    assert main(["synth", "--config", "tiny", "--top", "pe_r0_c0", "--json", "--out", str(out)]) == 0
+    cap = capsys.readouterr()
+    report = json.loads(cap.out)
+    assert report == json.loads(out.read_text())
+    assert report["top"] == "fusemax_top.array2d.pe_r0_c0" and report["categories"]["pe2d"]["count"] == 1
+    assert "[synth tiny" in cap.err and "yosys" in cap.err  # progress on stderr, not stdout
