@@ -8,7 +8,7 @@ step); the flag outputs are ORs over the lanes.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, signed
+from amaranth.hdl import Cat, Module, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -42,7 +42,7 @@ class Array1D(wiring.Component):
         m = Module()
         C = self.config.cols
         lanes = [PE1D(self.config) for _ in range(C)]
-        flags = {"rd_sat": 0, "rnv_sat": 0, "out_sat": 0, "dz": 0}
+        flags = {"rd_sat": [], "rnv_sat": [], "out_sat": [], "dz": []}
         for c, pe in enumerate(lanes):
             m.submodules[f"lane_c{c}"] = pe
             m.d.comb += [
@@ -58,7 +58,7 @@ class Array1D(wiring.Component):
                 self.rf_rdata[c].eq(pe.rf_rdata),
             ]
             for k in flags:
-                flags[k] = flags[k] | getattr(pe, k)
-        m.d.comb += [getattr(self, k).eq(v) for k, v in flags.items()]
+                flags[k].append(getattr(pe, k))
+        m.d.comb += [getattr(self, k).eq(Cat(*v).any()) for k, v in flags.items()]
         m.d.comb += [self.exp_done.eq(lanes[0].exp_done), self.div_done.eq(lanes[0].div_done)]
         return m

@@ -19,7 +19,7 @@ start together and have the same latency).
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal, signed, unsigned
+from amaranth.hdl import Cat, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -80,7 +80,7 @@ class Array2D(wiring.Component):
             col_rhs.append(rhs)
             col_ok.append(ok)
 
-        sat_any = 0
+        sats = []
         for r in range(R):
             for c in range(C):
                 pe = pes[r][c]
@@ -96,8 +96,8 @@ class Array2D(wiring.Component):
                     pe.rm_valid.eq(self.rm_valid[c]),
                     pe.exp_start.eq(self.exp_start),
                 ]
-                sat_any = sat_any | pe.score_sat
-        m.d.comb += [self.score_sat.eq(sat_any), self.exp_done.eq(pes[0][0].exp_done)]
+                sats.append(pe.score_sat)
+        m.d.comb += [self.score_sat.eq(Cat(*sats).any()), self.exp_done.eq(pes[0][0].exp_done)]
 
         # Column trees.
         for c in range(C):
