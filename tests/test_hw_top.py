@@ -174,3 +174,9 @@ def test_dedupe_modules_keeps_every_instance():
     p_ded, n_ded = tree(ded)
     assert p_raw == p_ded  # the same instance hierarchy (waveform scopes)
     assert n_ded < n_raw / 4 and len(ded) < len(raw) / 2
+
+
+@pytest.mark.slow
+def test_large_preset_elaborates():
+    """The largest preset (32 x 32) elaborates: no Python recursion through 1024-term ORs."""
+    Fragment.get(FuseMaxTop(preset("large")), None)
