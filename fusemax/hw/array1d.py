@@ -2,8 +2,8 @@
 
 Inputs come from the 2D array's tree roots (``lm``, ``sld``, ``slnv``); ``rm_new`` goes back
 up the columns. Controls are broadcast to every lane; ``lane_ok[c]`` = (p_base + c < P) masks
-the flags of padding lanes. ``exp_done``/``div_done`` are lane 0's (all lanes run in lock
-step); the flag outputs are ORs over the lanes.
+the flags of padding lanes. ``exp_done``/``div_done`` and the flag outputs are ORs over the lanes
+(all lanes run in lock step).
 """
 
 from __future__ import annotations
@@ -60,5 +60,8 @@ class Array1D(wiring.Component):
             for k in flags:
                 flags[k].append(getattr(pe, k))
         m.d.comb += [getattr(self, k).eq(Cat(*v).any()) for k, v in flags.items()]
-        m.d.comb += [self.exp_done.eq(lanes[0].exp_done), self.div_done.eq(lanes[0].div_done)]
+        # all lanes run in lock step; ORing every lane's done (rather than taking lane 0's)
+        # keeps the lane instances identical
+        m.d.comb += [self.exp_done.eq(Cat(*[pe.exp_done for pe in lanes]).any()),
+                     self.div_done.eq(Cat(*[pe.div_done for pe in lanes]).any())]
         return m

@@ -13,8 +13,9 @@
   The sums are exact, so the tree's shape does not matter (docs/numerics.md).
 
 Controls (``mac_*``, ``score_en``, ``exp_start``) are broadcast to every PE.
-``score_sat`` is the OR of the PEs' saturation pulses; ``exp_done`` is PE(0, 0)'s (all PEs
-start together and have the same latency).
+``score_sat`` is the OR of the PEs' saturation pulses. The sequencer times the SLN exps by
+the 1D array's PRM exp (same start, same latency), so every PE instance is identical (the
+generated Verilog then holds one PE module).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ class Array2D(wiring.Component):
             "sld": Out(data.ArrayLayout(signed(config.sld_width), C)),
             "slnv": Out(data.ArrayLayout(signed(config.slnv_width), C)),
             "score_sat": Out(1),
-            "exp_done": Out(1),
         })
 
     def elaborate(self, platform):
@@ -97,7 +97,7 @@ class Array2D(wiring.Component):
                     pe.exp_start.eq(self.exp_start),
                 ]
                 sats.append(pe.score_sat)
-        m.d.comb += [self.score_sat.eq(Cat(*sats).any()), self.exp_done.eq(pes[0][0].exp_done)]
+        m.d.comb += self.score_sat.eq(Cat(*sats).any())
 
         # Column trees.
         for c in range(C):
