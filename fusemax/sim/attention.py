@@ -82,14 +82,48 @@ def _design_verilog(config_json: str) -> str:
     cache = build_root() / "verilog" / f"{config.name}-{key}.v"
     if cache.is_file():
         return cache.read_text()
-    from fusemax.hw.verilog import generate_verilog
-
-    text = generate_verilog(config) + "\n" + wrapper_verilog(config)
+    text = _deep(lambda: _generate(config)) + "\n" + wrapper_verilog(config)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, cache)
     return text
+
+
+def _generate(config: FuseMaxConfig) -> str:
+    from fusemax.hw.verilog import generate_verilog
+
+    return generate_verilog(config)
+
+
+def _deep(fn):
+    """Run ``fn`` in a thread with a large stack and recursion limit: Amaranth elaborates
+    expressions recursively, and a 32 x 32 array has reductions deep enough to exceed Python's
+    default limit."""
+    import sys
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # re-raised in the caller
+            box["error"] = exc
+
+    old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
+    sys.setrecursionlimit(max(old_limit, 50_000))
+    threading.stack_size(512 * 1024 * 1024)
+    try:
+        t = threading.Thread(target=target, name="fusemax-verilog")
+        t.start()
+        t.join()
+    finally:
+        threading.stack_size(old_stack)
+        sys.setrecursionlimit(old_limit)
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
 
 
 def design_verilog(config: FuseMaxConfig) -> str:
