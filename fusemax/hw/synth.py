@@ -490,7 +490,9 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
         say(f"Verilog: {len(verilog)} bytes in {t_v:.1f} s")
     top_path, top_name = resolve_top(verilog, top)
     red = dedupe_verilog(verilog, top_name, dedupe=dedupe)
-    say(f"{len(red['modules'])} modules, {len(red['representatives'])} distinct: synthesizing those")
+    n_inst = len(instance_paths(top_name, red["children"]))
+    say(f"{n_inst} instances of {len(red['modules'])} Verilog modules, "
+        f"{len(red['representatives'])} distinct: synthesizing those")
     mac_v, mac_desc = mac_pe_verilog(config)
     mac_red = dedupe_verilog(mac_v, MAC_PE_NAME)
 
