@@ -3,7 +3,10 @@
 1. the 1-pass attention cascade (FuseMax's Cascade 5) as the paper writes it;
 2. the pass analysis that separates the 3-, 2- and 1-pass attention cascades, with reasons;
 3. float64 evaluation of the three cascades against a direct softmax, on odd shapes;
-4. the bit-exact hardware-arithmetic model (golden) on the default preset, with its error.
+4. the bit-exact hardware-arithmetic model (golden) on the default preset, with its error;
+5. the generated RTL (2D + 1D PE arrays, sequencer) running the compiled schedule under
+   Verilator + cocotb: cycles, utilization, bit-exact verdict and error;
+6. the analytical model's prediction for the same run.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from fusemax.sw.reference import evaluate  # noqa: E402
 
 PRESET = "small"
 SHAPE = dict(B=2, H=3, M=37, P=29, E=24, F=40)
+#: The RTL run: long enough that the steady state shows (M = 16 x rows keys).
+SIM_SHAPE = dict(B=1, H=2, M=128, P=16, E=32, F=32)
 
 
 def banner(text: str) -> None:
@@ -63,8 +68,19 @@ def main() -> int:
         inputs = Path(tmp) / "in.npz"
         np.savez(inputs, Q=q, K=k, V=v)
         run("golden", "--config", PRESET, "--inputs", str(inputs), "--out", str(Path(tmp) / "o.npz"))
-    print("\nNext: the RTL (2D + 1D PE arrays, sequencer) runs this cascade under Verilator;"
-          " see the README.")
+
+        banner(f"5. The RTL on preset '{PRESET}' under Verilator + cocotb")
+        b, h, m, p, e, f = (SIM_SHAPE[k] for k in "BHMPEF")
+        q, k, v = (rng.standard_normal(s) for s in ((b, h, p, e), (b, h, m, e), (b, h, m, f)))
+        sim_in = Path(tmp) / "sim_in.npz"
+        np.savez(sim_in, Q=q, K=k, V=v)
+        print(f"shape {SIM_SHAPE}; the first run generates Verilog and builds it (cached after)")
+        run("sim", "attention-1pass", "--config", PRESET, "--inputs", str(sim_in),
+            "--out", str(Path(tmp) / "sim_out.npz"))
+
+        banner("6. The paper's cost model for the same configuration and shape")
+        shape = ",".join(f"{key}={val}" for key, val in SIM_SHAPE.items())
+        run("model", "--config", PRESET, "--shape", shape)
     return 0
 
 
