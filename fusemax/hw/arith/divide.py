@@ -28,7 +28,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 
-class Divider(wiring.Component):
+class _DividerBase(wiring.Component):
+    """Ports, operand preparation and the final round/sign/saturate step shared by the
+    iterative and the pipelined divider (they differ only in how the quotient bits are made)."""
+
     def __init__(self, numerics):
         self.numerics = numerics
         self.LATENCY = numerics.div_cycles
@@ -43,30 +46,21 @@ class Divider(wiring.Component):
             "dz": Out(1),
         })
 
-    def elaborate(self, platform):
-        m = Module()
+    def _operands(self):
+        """``(n_in, d_in, n_w, d_w)``: the magnitudes aligned for the quotient bits."""
         nc = self.numerics
         s = nc.div_shift
-        qb = nc.div_quotient_bits
-        out = nc.out
-        mode = nc.rounding
-
         num_mag = Mux(self.num < 0, -self.num, self.num).as_unsigned()
         den_mag = Mux(self.den < 0, -self.den, self.den).as_unsigned()
         n_w = nc.rnv.width + max(s, 0) + 1
         d_w = nc.rd.width + max(-s, 0)
-        n_in = (num_mag << (max(s, 0) + 1))[:n_w]
-        d_in = (den_mag << max(-s, 0))[:d_w]
+        return (num_mag << (max(s, 0) + 1))[:n_w], (den_mag << max(-s, 0))[:d_w], n_w, d_w
 
-        rem = Signal(n_w, name="rem")
-        dsh = Signal(d_w + qb, name="dsh")  # D << i for the current step i
-        quo = Signal(qb, name="quo")
-        neg = Signal(name="neg")
-        over = Signal(name="over")
-        dz = Signal(name="dz_r")
-        step = Signal(range(qb + 1), name="step")
-
-        # Final rounding, sign and saturation (from the registers, in the output cycle).
+    def _result(self, quo, rem, neg, over):
+        """``(clipped, too_hi, too_lo)``: round (round bit = quotient LSB, sticky = remainder),
+        apply the sign, saturate."""
+        nc = self.numerics
+        out, mode = nc.out, nc.rounding
         rbit = quo[0]
         q = quo >> 1
         sticky = rem != 0
@@ -81,7 +75,25 @@ class Divider(wiring.Component):
         hi, lo = out.max_code, out.min_code
         too_hi = val > hi
         too_lo = val < lo
-        clipped = Mux(over, Mux(neg, lo, hi), Mux(too_hi, hi, Mux(too_lo, lo, val)))
+        return Mux(over, Mux(neg, lo, hi), Mux(too_hi, hi, Mux(too_lo, lo, val))), too_hi, too_lo
+
+
+class Divider(_DividerBase):
+    def elaborate(self, platform):
+        m = Module()
+        qb = self.numerics.div_quotient_bits
+        n_in, d_in, n_w, d_w = self._operands()
+
+        rem = Signal(n_w, name="rem")
+        dsh = Signal(d_w + qb, name="dsh")  # D << i for the current step i
+        quo = Signal(qb, name="quo")
+        neg = Signal(name="neg")
+        over = Signal(name="over")
+        dz = Signal(name="dz_r")
+        step = Signal(range(qb + 1), name="step")
+
+        # Final rounding, sign and saturation (from the registers, in the output cycle).
+        clipped, too_hi, too_lo = self._result(quo, rem, neg, over)
 
         m.d.sync += self.done.eq(0)
         with m.If(~self.busy):
@@ -117,7 +129,7 @@ class Divider(wiring.Component):
         return m
 
 
-class PipelinedDivider(wiring.Component):
+class PipelinedDivider(_DividerBase):
     """The same divide as :class:`Divider`, unrolled into one stage per quotient bit.
 
     Same ports, bit-exact results and latency (``out.width + 3``), but it accepts a new
@@ -127,34 +139,10 @@ class PipelinedDivider(wiring.Component):
     order, one per cycle).
     """
 
-    def __init__(self, numerics):
-        self.numerics = numerics
-        self.LATENCY = numerics.div_cycles
-        super().__init__({
-            "start": In(1),
-            "num": In(numerics.rnv.shape()),
-            "den": In(numerics.rd.shape()),
-            "busy": Out(1),
-            "done": Out(1),
-            "y": Out(numerics.out.shape()),
-            "sat": Out(1),
-            "dz": Out(1),
-        })
-
     def elaborate(self, platform):
         m = Module()
-        nc = self.numerics
-        s = nc.div_shift
-        qb = nc.div_quotient_bits
-        out = nc.out
-        mode = nc.rounding
-
-        num_mag = Mux(self.num < 0, -self.num, self.num).as_unsigned()
-        den_mag = Mux(self.den < 0, -self.den, self.den).as_unsigned()
-        n_w = nc.rnv.width + max(s, 0) + 1
-        d_w = nc.rd.width + max(-s, 0)
-        n_in = (num_mag << (max(s, 0) + 1))[:n_w]
-        d_in = (den_mag << max(-s, 0))[:d_w]
+        qb = self.numerics.div_quotient_bits
+        n_in, d_in, n_w, d_w = self._operands()
 
         def stage(i):
             return {
@@ -193,22 +181,7 @@ class PipelinedDivider(wiring.Component):
             st.append(cur)
 
         last = st[-1]
-        quo, neg = last["quo"], last["neg"]
-        rbit = quo[0]
-        q = quo >> 1
-        sticky = last["rem"] != 0
-        if mode == "floor":
-            up = neg & (rbit | sticky)
-        elif mode == "nearest_even":
-            up = rbit & (sticky | q[0])
-        else:
-            up = rbit
-        mag = (q + up).as_signed()
-        val = Mux(neg, -mag, mag)
-        hi, lo = out.max_code, out.min_code
-        too_hi = val > hi
-        too_lo = val < lo
-        clipped = Mux(last["over"], Mux(neg, lo, hi), Mux(too_hi, hi, Mux(too_lo, lo, val)))
+        clipped, too_hi, too_lo = self._result(last["quo"], last["rem"], last["neg"], last["over"])
         m.d.sync += [
             self.done.eq(last["valid"]),
             self.y.eq(Mux(last["dz"], 0, clipped)),
