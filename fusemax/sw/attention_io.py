@@ -147,6 +147,23 @@ def reference_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, scale: floa
     return np.einsum("bhpm,bhmf->bhpf", w, v) / np.where(den == 0, 1.0, den)
 
 
+def attention_dims(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, ...]:
+    """``(B, H, P, E, M, F)`` of 4-D attention arrays, with an error naming what disagrees."""
+    for name, a in (("Q", q), ("K", k), ("V", v)):
+        if np.ndim(a) != 4:
+            raise FuseMaxError(f"{name} must be 4-D (B, H, len, dim), got shape {np.shape(a)}")
+    B, H, P, E = q.shape
+    if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
+        raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
+    if k.shape[3] != E:
+        raise FuseMaxError(f"Q has E = {E} but K has E = {k.shape[3]}")
+    if v.shape[2] != k.shape[2]:
+        raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
+    if min(P, k.shape[2], E, v.shape[3]) < 1:
+        raise FuseMaxError(f"empty dimension in Q {q.shape}, K {k.shape}, V {v.shape}")
+    return B, H, P, E, k.shape[2], v.shape[3]
+
+
 def default_scale(e: int) -> float:
     """The attention scale 1/√E that is folded into Q unless the user overrides it."""
     return 1.0 / float(np.sqrt(e))

@@ -38,6 +38,7 @@ import numpy as np
 
 from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
+from fusemax.sw.attention_io import attention_dims
 from fusemax.sw import schedule as sf
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
@@ -94,18 +95,8 @@ class Shape:
 
     @classmethod
     def of_arrays(cls, q, k, v) -> "Shape":
-        q, k, v = (np.asarray(a) for a in (q, k, v))
-        for name, a in (("Q", q), ("K", k), ("V", v)):
-            if a.ndim != 4:
-                raise FuseMaxError(f"{name} must be 4-D (B, H, len, dim), got shape {a.shape}")
-        B, H, P, E = q.shape
-        if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
-            raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
-        if k.shape[3] != E:
-            raise FuseMaxError(f"Q has E = {E} but K has E = {k.shape[3]}")
-        if v.shape[2] != k.shape[2]:
-            raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
-        return cls(B=B, H=H, M=k.shape[2], P=P, E=E, F=v.shape[3])
+        B, H, P, E, M, F = attention_dims(*(np.asarray(a) for a in (q, k, v)))
+        return cls(B=B, H=H, M=M, P=P, E=E, F=F)
 
     def as_dict(self) -> dict[str, int]:
         return {"B": self.B, "H": self.H, "M": self.M, "P": self.P, "E": self.E, "F": self.F}

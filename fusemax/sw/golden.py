@@ -43,6 +43,7 @@ import numpy as np
 from fusemax.config import FORMAT_ROLES, FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
+from fusemax.sw.attention_io import attention_dims
 from fusemax.sw.attention_io import reference_attention  # noqa: F401  (re-exported)
 
 LOG2E = 1.0 / math.log(2.0)
@@ -109,22 +110,6 @@ def quantize_inputs(q, k, v, config: FuseMaxConfig, scale: float):
     return qc, kc, vc, {"q": nq, "k": nk, "v": nv}
 
 
-def _check_shapes(q, k, v):
-    for name, a in (("Q", q), ("K", k), ("V", v)):
-        if a.ndim != 4:
-            raise FuseMaxError(f"{name} must be 4-D (B, H, len, dim), got shape {a.shape}")
-    B, H, P, E = q.shape
-    if k.shape[:2] != (B, H) or v.shape[:2] != (B, H):
-        raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
-    if k.shape[3] != E:
-        raise FuseMaxError(f"Q has E = {E} but K has E = {k.shape[3]}")
-    if v.shape[2] != k.shape[2]:
-        raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
-    if min(P, k.shape[2], E, v.shape[3]) < 1:
-        raise FuseMaxError(f"empty dimension in Q {q.shape}, K {k.shape}, V {v.shape}")
-    return B, H, P, E, k.shape[2], v.shape[3]
-
-
 def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
                     mask: Mask | None = None, trace: bool = False) -> GoldenResult:
     """Bit-exact 1-pass attention. ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) floats.
@@ -137,7 +122,7 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
-    B, H, P, E, M, F = _check_shapes(q, k, v)
+    B, H, P, E, M, F = attention_dims(q, k, v)
     nc = config.numerics
     if E > (1 << nc.acc_guard_bits):
         raise FuseMaxError(f"E = {E} exceeds 2**acc_guard_bits = {1 << nc.acc_guard_bits}: "
