@@ -56,6 +56,21 @@ EXP2_COEFFS: dict[int, tuple[float, ...]] = {
         0.000216637127554),
 }
 
+def _fields_to_dict(obj) -> dict[str, Any]:
+    """A dataclass as JSON-ready data: nested formats/configs by their own ``to_dict``,
+    tuples as lists."""
+    d: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        val = getattr(obj, f.name)
+        if hasattr(val, "to_dict"):
+            d[f.name] = val.to_dict()
+        elif isinstance(val, tuple):
+            d[f.name] = list(val)
+        else:
+            d[f.name] = val
+    return d
+
+
 _FMT_DOC = {
     "q": "query input Q' = Q * scale * log2(e) (the compiler folds the softmax scale and log2(e) into Q)",
     "k": "key input K",
@@ -211,16 +226,7 @@ class NumericsConfig:
         return self.div_quotient_bits + 2
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            val = getattr(self, f.name)
-            if isinstance(val, FixedFormat):
-                d[f.name] = val.to_dict()
-            elif isinstance(val, tuple):
-                d[f.name] = list(val)
-            else:
-                d[f.name] = val
-        return d
+        return _fields_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "NumericsConfig":
@@ -341,16 +347,7 @@ class FuseMaxConfig:
 
     # ---- serialization ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            val = getattr(self, f.name)
-            if hasattr(val, "to_dict"):
-                d[f.name] = val.to_dict()
-            elif isinstance(val, tuple):
-                d[f.name] = list(val)
-            else:
-                d[f.name] = val
-        return d
+        return _fields_to_dict(self)
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
