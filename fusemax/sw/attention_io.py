@@ -7,6 +7,7 @@ works on 4-D float64 arrays; this module is the one place that converts and chec
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -167,3 +168,46 @@ def attention_dims(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, ..
 def default_scale(e: int) -> float:
     """The attention scale 1/√E that is folded into Q unless the user overrides it."""
     return 1.0 / float(np.sqrt(e))
+
+
+#: The dimensions of an attention workload, in the order ``--shape`` lists them.
+SHAPE_DIMS = "BHMPEF"
+_SHAPE_ITEM = re.compile(r"\s*([A-Za-z])\s*=\s*(-?[0-9_]+\s*[kKmM]?)\s*\Z")
+
+
+def parse_length(text: str, what: str = "length") -> int:
+    """``"4K"`` -> 4096, ``"1M"`` -> 1048576, ``"300"`` -> 300."""
+    m = re.fullmatch(r"\s*(-?[0-9_]+)\s*([kKmM]?)\s*", str(text))
+    if not m:
+        raise FuseMaxError(f"{what} {text!r} is not a number (optionally with a K or M suffix)")
+    n = int(m.group(1)) * {"": 1, "k": 2 ** 10, "m": 2 ** 20}[m.group(2).lower()]
+    if n < 1:
+        raise FuseMaxError(f"{what} must be positive, got {text!r}")
+    return n
+
+
+def parse_dims(text: str) -> dict[str, int]:
+    """``"B=1,H=2,M=4K,P=64,E=64,F=64"`` -> every dimension once (order free; K and M suffixes
+    are powers of two). Positivity is left to the dataclass the caller builds."""
+    if not isinstance(text, str) or not text.strip():
+        raise FuseMaxError("empty --shape; expected B=..,H=..,M=..,P=..,E=..,F=.. "
+                           "(e.g. B=1,H=1,M=256,P=64,E=64,F=64)")
+    dims: dict[str, int] = {}
+    for item in text.split(","):
+        m = _SHAPE_ITEM.match(item)
+        if not m:
+            raise FuseMaxError(f"cannot read {item.strip()!r} in --shape {text!r}: each item is "
+                               f"NAME=INTEGER with NAME one of B, H, M, P, E, F")
+        name = m.group(1).upper()
+        if name not in SHAPE_DIMS:
+            raise FuseMaxError(f"unknown dimension {m.group(1)!r} in --shape {text!r}; "
+                               f"dimensions: B, H, M, P, E, F")
+        if name in dims:
+            raise FuseMaxError(f"dimension {name} given twice in --shape {text!r}")
+        value = m.group(2).replace(" ", "")
+        dims[name] = int(value) if value.isdigit() else parse_length(value, f"shape {name}")
+    missing = [d for d in SHAPE_DIMS if d not in dims]
+    if missing:
+        raise FuseMaxError(f"--shape {text!r} lacks {', '.join(missing)}; give all of "
+                           f"B, H, M, P, E, F")
+    return dims

@@ -38,7 +38,7 @@ import numpy as np
 
 from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
-from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.attention_io import attention_dims, parse_dims
 from fusemax.sw import schedule as sf
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
@@ -105,32 +105,9 @@ class Shape:
         return ",".join(f"{k}={v}" for k, v in self.as_dict().items())
 
 
-_SHAPE_ITEM = re.compile(r"\s*([A-Za-z])\s*=\s*([0-9_]+)\s*\Z")
-
-
 def parse_shape(text: str) -> Shape:
     """``"B=1,H=2,M=256,P=64,E=64,F=64"`` -> :class:`Shape` (order free, every dim once)."""
-    if not isinstance(text, str) or not text.strip():
-        raise FuseMaxError("empty --shape; expected B=..,H=..,M=..,P=..,E=..,F=.. "
-                           "(e.g. B=1,H=1,M=256,P=64,E=64,F=64)")
-    dims: dict[str, int] = {}
-    for item in text.split(","):
-        m = _SHAPE_ITEM.match(item)
-        if not m:
-            raise FuseMaxError(f"cannot read {item.strip()!r} in --shape {text!r}: each item is "
-                               f"NAME=INTEGER with NAME one of B, H, M, P, E, F")
-        name, value = m.group(1).upper(), int(m.group(2))
-        if name not in "BHMPEF":
-            raise FuseMaxError(f"unknown dimension {m.group(1)!r} in --shape {text!r}; "
-                               f"dimensions: B, H, M, P, E, F")
-        if name in dims:
-            raise FuseMaxError(f"dimension {name} given twice in --shape {text!r}")
-        dims[name] = value
-    missing = [d for d in "BHMPEF" if d not in dims]
-    if missing:
-        raise FuseMaxError(f"--shape {text!r} lacks {', '.join(missing)}; give all of "
-                           f"B, H, M, P, E, F")
-    return Shape(**dims)
+    return Shape(**parse_dims(text))
 
 
 # ---------------------------------------------------------------------------------------------

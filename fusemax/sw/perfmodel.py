@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fusemax.errors import FuseMaxError
+from fusemax.sw.attention_io import parse_dims, parse_length  # noqa: F401  (parse_length re-exported)
 
 #: Design names, in the order the tables print them.
 DESIGNS = ("fusemax", "flat", "unfused", "cascade", "architecture")
@@ -144,31 +145,7 @@ class Workload:
 
 def parse_shape(text: str) -> Workload:
     """``"B=64,H=12,M=1K,P=1K,E=64,F=64"`` -> Workload (K/M suffixes are powers of two)."""
-    vals: dict[str, int] = {}
-    for part in str(text).replace(" ", "").split(","):
-        if not part:
-            continue
-        if "=" not in part:
-            raise FuseMaxError(f"shape item {part!r} is not NAME=VALUE (e.g. B=1,H=1,M=64,P=64,E=16,F=16)")
-        k, v = part.split("=", 1)
-        k = k.upper()
-        if k not in "BHMPEF" or len(k) != 1:
-            raise FuseMaxError(f"unknown shape dimension {k!r}; known: B, H, M, P, E, F")
-        if k in vals:
-            raise FuseMaxError(f"shape dimension {k} given twice")
-        vals[k] = parse_length(v, what=f"shape {k}")
-    return Workload.of(vals)
-
-
-def parse_length(text: str, what: str = "length") -> int:
-    """``"4K"`` -> 4096, ``"1M"`` -> 1048576, ``"300"`` -> 300."""
-    m = re.fullmatch(r"\s*(-?\d+)\s*([kKmM]?)\s*", str(text))
-    if not m:
-        raise FuseMaxError(f"{what} {text!r} is not a number (optionally with a K or M suffix)")
-    n = int(m.group(1)) * {"": 1, "k": 2 ** 10, "m": 2 ** 20}[m.group(2).lower()]
-    if n < 1:
-        raise FuseMaxError(f"{what} must be positive, got {text!r}")
-    return n
+    return Workload.of(parse_dims(text))
 
 
 def length_label(n: int) -> str:
