@@ -473,7 +473,7 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
                timeout_s: float | None = None) -> dict:
     """Synthesize ``config``'s design (or the subtree ``top``) and a plain MAC PE; the report.
 
-    ``verilog``: reuse an already generated text (else :func:`generate_verilog` is called);
+    ``verilog``: reuse an already generated text (else :func:`cached_verilog` is called);
     ``keep_dir``: write the work files (Verilog, script, log, statistics) there instead of a
     temporary directory.
     """
@@ -481,11 +481,12 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
     t_start = time.monotonic()
     t_v = 0.0
     if verilog is None:
-        from fusemax.hw.verilog import generate_verilog
+        from fusemax.hw.verilog import cached_verilog
 
-        say(f"generating Verilog for {config.name} ({config.rows}x{config.cols})")
+        say(f"generating Verilog for {config.name} ({config.rows}x{config.cols}; cached "
+            f"under build/verilog)")
         t0 = time.monotonic()
-        verilog = generate_verilog(config)
+        verilog = cached_verilog(config)
         t_v = time.monotonic() - t0
         say(f"Verilog: {len(verilog)} bytes in {t_v:.1f} s")
     top_path, top_name = resolve_top(verilog, top)

@@ -9,6 +9,8 @@ bits.
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 
 from fusemax.config import FuseMaxConfig
@@ -37,6 +39,49 @@ _NAME = r"(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)"
 _MOD_LINE = re.compile(r"^module " + _NAME + r"[ (]")
 _INST_LINE = re.compile(r"^  " + _NAME + r"( +\S+ \()$")
 _DUMP_REG = re.compile(r"dump_module\$\d+")
+
+
+def _generator_digest() -> str:
+    """Hash of everything the generated Verilog depends on besides the config: the hardware
+    generator's sources, the schedule format, the numerics twins and the Amaranth version."""
+    import hashlib
+    from pathlib import Path
+
+    import amaranth
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256(amaranth.__version__.encode())
+    files = sorted((root / "hw").rglob("*.py")) + [root / "sw" / "schedule.py",
+                                                   root / "config.py", root / "sw" / "numerics.py"]
+    for f in files:
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _cached(config_json: str) -> str:
+    import hashlib
+
+    from fusemax.sim.runner import build_root
+
+    config = FuseMaxConfig.from_json(config_json)
+    key = hashlib.sha256((config_json + _generator_digest()).encode()).hexdigest()[:16]
+    cache = build_root() / "verilog" / f"{config.name}-{key}.v"
+    if cache.is_file():
+        return cache.read_text()
+    text = generate_verilog(config)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, cache)
+    return text
+
+
+def cached_verilog(config: FuseMaxConfig) -> str:
+    """:func:`generate_verilog`, kept under ``build/verilog/`` per (config, generator sources):
+    Amaranth's conversion takes longer than a simulation (about a minute for 16 x 16)."""
+    return _cached(config.to_json())
 
 
 def dedupe_modules(text: str) -> str:

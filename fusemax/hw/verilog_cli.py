@@ -28,7 +28,7 @@ def register(subparsers) -> None:
 
 
 def cmd_verilog(args: argparse.Namespace) -> int:
-    from fusemax.hw.verilog import TOP_NAME, describe, generate_verilog
+    from fusemax.hw.verilog import TOP_NAME, cached_verilog, describe
 
     config = load_config(args.config)
     out = Path(args.out_dir)
@@ -36,7 +36,7 @@ def cmd_verilog(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FuseMaxError(f"cannot create {out}: {exc.strerror}") from None
-    text = generate_verilog(config)
+    text = cached_verilog(config)
     desc = describe(config)
     vpath = out / f"{TOP_NAME}.v"
     jpath = out / f"{TOP_NAME}.json"

@@ -13,7 +13,6 @@ file and the outputs come back as a ``$writememh`` dump, so Python does no per-c
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import os
@@ -50,89 +49,16 @@ Progress = Callable[[str], None]
 # the design
 
 
-def _hw_sources_digest() -> str:
-    """Hash of everything the generated Verilog depends on besides the config: the hardware
-    generator's sources, the wrapper generator, the schedule format and the Amaranth version."""
-    import hashlib
-
-    import amaranth
-
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256(amaranth.__version__.encode())
-    files = sorted((root / "hw").rglob("*.py")) + [root / "sim" / "wrapper.py",
-                                                   root / "sw" / "schedule.py", root / "config.py",
-                                                   root / "sw" / "numerics.py"]
-    for f in files:
-        h.update(str(f.relative_to(root)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
-
-
-@functools.lru_cache(maxsize=16)
-def _design_verilog(config_json: str) -> str:
-    """Generated once per (config, generator sources) and kept under build/verilog/: Amaranth's
-    conversion takes longer than the simulation (about a minute for a 16 x 16 array)."""
-    import hashlib
-
-    from fusemax.sim.runner import build_root
-    from fusemax.sim.wrapper import wrapper_verilog
-
-    config = FuseMaxConfig.from_json(config_json)
-    key = hashlib.sha256((config_json + _hw_sources_digest()).encode()).hexdigest()[:16]
-    cache = build_root() / "verilog" / f"{config.name}-{key}.v"
-    if cache.is_file():
-        return cache.read_text()
-    text = _deep(lambda: _generate(config)) + "\n" + wrapper_verilog(config)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, cache)
-    return text
-
-
-def _generate(config: FuseMaxConfig) -> str:
-    from fusemax.hw.verilog import generate_verilog
-
-    return generate_verilog(config)
-
-
-def _deep(fn):
-    """Run ``fn`` in a thread with a large stack and recursion limit: Amaranth elaborates
-    expressions recursively, and a 32 x 32 array has reductions deep enough to exceed Python's
-    default limit."""
-    import sys
-    import threading
-
-    box: dict = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as exc:  # re-raised in the caller
-            box["error"] = exc
-
-    old_limit, old_stack = sys.getrecursionlimit(), threading.stack_size()
-    sys.setrecursionlimit(max(old_limit, 50_000))
-    threading.stack_size(512 * 1024 * 1024)
-    try:
-        t = threading.Thread(target=target, name="fusemax-verilog")
-        t.start()
-        t.join()
-    finally:
-        threading.stack_size(old_stack)
-        sys.setrecursionlimit(old_limit)
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def design_verilog(config: FuseMaxConfig) -> str:
     """``fusemax_top`` of ``config`` and the simulation wrapper, as one Verilog text."""
     try:
         import fusemax.hw.verilog  # noqa: F401
     except ModuleNotFoundError as exc:
         raise FuseMaxError(f"the hardware generator is not available ({exc})") from None
-    return _design_verilog(config.to_json())
+    from fusemax.hw.verilog import cached_verilog
+    from fusemax.sim.wrapper import wrapper_verilog
+
+    return cached_verilog(config) + "\n" + wrapper_verilog(config)
 
 
 def build_design(config: FuseMaxConfig, *, waves: bool = False):
