@@ -30,20 +30,62 @@ def test_parse_shape():
             parse_shape(bad)
 
 
-def test_schedule_order_double_buffered():
+def test_schedule_order_three_slots():
     c = preset("tiny")
     s = compile_schedule(c, Shape(1, 1, 4 * 5, 4, 4, 4))
-    assert ops(s) == ["HDR", "SHAPE", "MASK", "CAUSAL", "LDQ", "LDKV", "LDKV", "TILE", "LDKV", "TILE",
+    # chunk j + 2 loads after TILE j (j >= 1), into the slot of chunk j - 1
+    assert ops(s) == ["HDR", "SHAPE", "MASK", "CAUSAL", "LDQ", "LDKV", "LDKV", "LDKV", "TILE", "TILE",
                       "LDKV", "TILE", "LDKV", "TILE", "TILE", "AV", "END"]
     tiles = [i.args for i in s.instructions if i.op == "TILE"]
-    assert [t["slot"] for t in tiles] == [0, 1, 0, 1, 0]
+    assert [t["slot"] for t in tiles] == [0, 1, 2, 0, 1]
     assert [t["m_base"] for t in tiles] == [0, 4, 8, 12, 16]
+    assert [t["serial"] for t in tiles] == [0] * 5
     loads = [i.args for i in s.instructions if i.op == "LDKV"]
-    assert [l["slot"] for l in loads] == [0, 1, 0, 1, 0]
+    assert [l["slot"] for l in loads] == [0, 1, 2, 0, 1]
     assert [l["addr"] for l in loads] == [s.layout.kv_addr(0, 0, j) for j in range(5)]
     hdr = s.instructions[0].args
     assert hdr == {"tag": sf.config_tag(c.digest()), "version": sf.VERSION}
     assert s.instructions[1].args == {"E": 4, "F": 4}
+    # a slot is reloaded only after the TILE one after the tile that last read it
+    last_tile_of_slot = {}
+    n_tile = 0
+    for ins in s.instructions:
+        if ins.op == "TILE":
+            last_tile_of_slot[ins.args["slot"]] = n_tile
+            n_tile += 1
+        elif ins.op == "LDKV" and ins.args["slot"] in last_tile_of_slot:
+            assert n_tile >= last_tile_of_slot[ins.args["slot"]] + 2
+
+
+def test_architecture_binding_sets_serial():
+    c = preset("tiny")
+    fm = compile_schedule(c, Shape(1, 2, 13, 6, 4, 4))
+    ar = compile_schedule(c, Shape(1, 2, 13, 6, 4, 4), binding="architecture")
+    assert ops(fm) == ops(ar)
+    assert all(i.args["serial"] == 1 for i in ar.instructions if i.op == "TILE")
+    with pytest.raises(FuseMaxError, match="unknown binding"):
+        compile_schedule(c, Shape(1, 1, 4, 4, 4, 4), binding="flat")
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "medium", "large"])
+def test_instructions_packed_per_line(name):
+    c = preset(name)
+    s = compile_schedule(c, Shape(1, 1, 3 * c.rows + 1, c.cols, 4, 4))
+    k = sf.insns_per_line(c.mem_lanes)
+    assert k == min(8, c.mem_lanes // 4)
+    assert s.layout.sched_lines == -(-len(s.instructions) // k)
+    img = compile_attention(c, *_rand_qkv(s.shape)).image
+    for n, ins in enumerate(s.instructions):
+        line, sub = divmod(n, k)
+        word = sum(int(img[line, 4 * sub + w]) << (16 * w) for w in range(4))
+        assert word == ins.word
+
+
+def _rand_qkv(shape):
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((shape.B, shape.H, shape.P, shape.E)),
+            rng.standard_normal((shape.B, shape.H, shape.M, shape.E)),
+            rng.standard_normal((shape.B, shape.H, shape.M, shape.F)))
 
 
 def test_single_chunk_and_counts():
@@ -96,10 +138,12 @@ def test_image_contents():
     img = prog.image.view(np.int16).astype(np.int64)
     L = prog.layout
     assert img.shape == (L.n_lines, 8)
-    # schedule words in lanes 0..3
-    for n, w in enumerate(prog.schedule.words):
-        assert sum(int(prog.image[n, j]) << (16 * j) for j in range(4)) == w
-        assert not prog.image[n, 4:].any()
+    # two schedule words per 8-lane line: lanes 0..3 and 4..7; the padding after END is 0
+    words = prog.schedule.words
+    for n, w in enumerate(words):
+        assert sum(int(prog.image[n // 2, 4 * (n % 2) + j]) << (16 * j) for j in range(4)) == w
+    if len(words) % 2:
+        assert not prog.image[len(words) // 2, 4:].any()
     for h in range(H):
         for i in range(L.P2):
             blk = img[L.q_addr(0, h, i):L.q_addr(0, h, i) + E]
@@ -218,5 +262,5 @@ def test_cli_listing_stdout(capsys):
     assert fusemax(["compile", "attention-1pass", "--config", "tiny", "--shape",
                     "B=1,H=1,M=8,P=4,E=4,F=4", "--listing", "-"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].startswith("; fusemax schedule v1")
-    assert "TILE slot=1 m_base=4" in out
+    assert out.splitlines()[0].startswith(f"; fusemax schedule v{sf.VERSION}")
+    assert "TILE serial=0 slot=1 m_base=4" in out

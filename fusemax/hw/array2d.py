@@ -26,9 +26,11 @@ from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.arith import MaxValid
 from fusemax.hw.pe2d import PE2D, operand_widths
+from fusemax.sw.schedule import OPCODES
 
-#: Widths of the mask fields (from the schedule format: M, P 29 bits, m_base 31, p_base 32).
-MASK_W = {"M": 29, "P": 29, "m_base": 31, "p_base": 32}
+#: Widths of the mask fields (from the schedule format's field table).
+MASK_W = {"M": OPCODES["MASK"].fields["M"][1], "P": OPCODES["MASK"].fields["P"][1],
+          "m_base": OPCODES["TILE"].fields["m_base"][1], "p_base": OPCODES["LDQ"].fields["p_base"][1]}
 
 
 class Array2D(wiring.Component):

@@ -1,41 +1,42 @@
 """The sequencer: executes the control schedule (docs/architecture.md sections 4-6).
 
 Instructions are decoded with the field table of :mod:`fusemax.sw.schedule` (``OPCODES``);
-no bit position is written here. One instruction executes at a time, in order; the only
-background activity is a K/V load (LDKV), tracked by a two-slot scoreboard:
-``loaded[s]`` is set when an LDKV to slot s is issued, and slot s is *ready* when it is
-loaded and the K/V loader is not filling it. LDKV waits while the loader is busy (TILEs are
-blocking, so no TILE can be reading the slot an LDKV overwrites). A TILE on a slot that was
-never loaded is a malformed schedule: ``error.opcode``, stop.
+no bit position is written here. Instructions are decoded and executed from the head of the
+prefetch FIFO (state FETCH) and popped into ``cur_insn`` when they issue. Two engines run in
+the background: the K/V loader (LDKV) and the **tile engine** (TILE), which pipelines tiles
+the way the FuseMax binding does (the paper's section V, "Binding"):
 
-Instructions are decoded and executed straight from the head of the prefetch FIFO (state
-FETCH, one cycle for the simple ones) and popped into ``cur_insn`` when they complete.
+Every tile t passes through four stages; the MAC of every 2D PE is shared by two of them:
 
-TILE micro-sequence (state: cycles), d = exp_degree:
+======  ==========================================================================  =========
+stage   work                                                                        array
+======  ==========================================================================  =========
+A       BQK: E cycles reading Q line e and K line e; the MAC one cycle behind       2D MAC
+X       score <= requant(acc) (age 1), LM tree (age 2), RM_new (age 3); waits to    2D, 1D
+        start the exps (SLN on every 2D PE, PRM on every lane) at age >= 4
+Z       the exps run (d + 1 cycles); RM <= RM_new as they start; RD update after    2D exp, 1D
+B       SLNV: F cycles reading V line f; the MAC (SLN·V), the column tree, the       2D MAC, 1D
+        RNV update (SPNV + RNV) two and three cycles later
+======  ==========================================================================  =========
 
-==========  ===================  ======================================================
-state       cycles               work
-==========  ===================  ======================================================
-(FETCH)     1                    decode TILE, check the slot scoreboard
-T_BQK       E                    read Q/K line e (sync read); MAC one cycle later
-T_BQK2      1                    last MAC
-T_SCORE     1                    score <= requant(acc), valid <= mask   (BQK)
-T_LM        1                    LM tree -> root register               (LM)
-T_RM        1                    rm_new <= max_valid(RM, LM)            (RM)
-T_EXP       1                    start SLN (2D) and PRM (1D) exps       (SLN, PRM)
-T_EXPW      d - 1                wait; V line 0 is read in the last cycle of the wait
-T_SLNV      F                    read V line f; pipeline: MAC SLN·V (its first one in the
-                                 exps' done cycle, when the SLD tree registers), tree ->
-                                 root + RNV read, RNV update; RD update after done
-==========  ===================  ======================================================
+The engine runs A of tile t and then B of tile t − 1 back to back on the MAC (an *epoch*),
+so the exps of tile t run while the MAC does tile t − 1's SLNV and the 1D array its RNV
+updates: in the steady state a tile costs E + F cycles and the MAC never waits. The exps
+of tile t start as late as they must (their results replace SLN and PRM of tile t − 1,
+which B of tile t − 1 still reads), as early as they can (age 4). A new A starts only when
+the previous tile's exps have started (so RM and the score register are free). TILE's
+``serial`` bit runs a tile alone: nothing overlaps it (the +Architecture ablation).
 
-The last two SLNV stages drain behind the next instructions (``pipe_busy`` holds back the
-instructions that would disturb them: SHAPE, MASK, LDQ, AV, END). With the LDKV that
-precedes it, a tile costs E + F + d + 6 cycles in the steady state (138 for E = F = 64, d = 4).
+Slots: three K/V slots; ``loaded[s]`` is set when an LDKV to s issues, a slot is *ready*
+when loaded and not filling; ``slot_busy[s]`` from the TILE that reads s until its B starts
+(its K lines are read by then and V line f is read before the next load can write it).
+LDKV waits while the loader's issue side is busy or its slot is busy. A TILE on a slot that
+was never loaded is a malformed schedule: ``error.opcode``, stop.
 
-AV: F cycles reading RNV[f] and starting one divide per cycle on each lane's pipelined
-divider; the results are written back over RNV[f] in their done cycles (div_cycles later);
-then F line stores, one per cycle (memory permitting): F + div_cycles + 2 + F cycles.
+SHAPE, MASK, LDQ, AV and END wait until the tile engine has drained. AV: F cycles reading
+RNV[f] and starting one divide per cycle on each lane's pipelined divider; the results are
+written back over RNV[f] in their done cycles; then F line stores, one per cycle (memory
+permitting): F + div_cycles + 2 + F cycles.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.array2d import MASK_W
 from fusemax.hw.memport import DIM_W, kv_slot_lines
-from fusemax.sw.schedule import OPCODE_LO, OPCODE_WIDTH, OPCODES, VERSION, config_tag
+from fusemax.sw.schedule import KV_SLOTS, OPCODE_LO, OPCODE_WIDTH, OPCODES, VERSION, config_tag
 
 #: Error flag bits (docs/architecture.md section 6).
 ERROR_BITS = {"config": 0, "shape": 1, "opcode": 2, "score_sat": 3, "rd_sat": 4, "rnv_sat": 5,
@@ -86,7 +87,7 @@ class Sequencer(wiring.Component):
         self.config = config
         aw = config.mem_addr_width
         self.q_addr_width = max(1, (config.max_e - 1).bit_length())
-        self.kv_addr_width = max(1, (2 * kv_slot_lines(config) - 1).bit_length())
+        self.kv_addr_width = max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length())
         fw = max(1, (config.max_f - 1).bit_length())
         sig = {
             "start": In(1), "sched_base": In(aw),
@@ -95,8 +96,8 @@ class Sequencer(wiring.Component):
             "insn_valid": In(1), "insn_data": In(64), "insn_ready": Out(1),
             "E": Out(DIM_W), "F": Out(DIM_W),
             "ldq_start": Out(1), "ldq_addr": Out(aw), "ldq_busy": In(1),
-            "ldkv_start": Out(1), "ldkv_addr": Out(aw), "ldkv_slot": Out(1),
-            "ldkv_busy": In(1), "ldkv_cur_slot": In(1),
+            "ldkv_start": Out(1), "ldkv_addr": Out(aw), "ldkv_slot": Out(2),
+            "ldkv_busy": In(1), "kv_filling": In(KV_SLOTS),
             "st_valid": Out(1), "st_addr": Out(aw), "st_ready": In(1),
             "mem_idle": In(1),
             "q_raddr": Out(self.q_addr_width), "kv_raddr": Out(self.kv_addr_width),
@@ -122,19 +123,17 @@ class Sequencer(wiring.Component):
         aw = cfg.mem_addr_width
         slot_lines = kv_slot_lines(cfg)
         tag = config_tag(cfg.digest())
-
         d = cfg.numerics.exp_degree
-        cnt = Signal(DIM_W, name="step_cnt")
-        slot = Signal(name="tile_slot")
-        loaded = Signal(2, name="kv_loaded")
+
+        cnt = Signal(DIM_W, name="av_cnt")
+        loaded = Signal(KV_SLOTS, name="kv_loaded")
+        slot_busy = Signal(KV_SLOTS, name="kv_slot_busy")
         seen_hdr = Signal(name="seen_hdr")
         shape_ok = Signal(name="shape_ok")
         st_base = Signal(aw, name="av_base")
         err = Signal(8, name="err")
         m.d.comb += self.error.eq(err)
 
-        # The instruction at the head of the prefetch FIFO is decoded and executed in FETCH;
-        # it is popped (and latched in cur_insn) when it completes or fails.
         w = self.insn_data
         op = opcode_of(w)
         pop = Signal(name="insn_pop")
@@ -142,17 +141,92 @@ class Sequencer(wiring.Component):
         with m.If(pop):
             m.d.sync += self.cur_insn.eq(w)
 
-        # issue -> p1 (MAC) -> p2 (SLNV tree, RNV read) -> p3 (RNV write) pipeline tags
+        # ---------------- the tile engine ----------------
+        # stage A (BQK issue), X (score, LM, RM; waiting for the exps), Z (exps running or
+        # done; waiting for B), B (SLNV issue); p1 (MAC) -> p2 (tree, RNV read) -> p3 (RNV write)
+        a_run, a_cnt, a_slot, a_ser = Signal(name="a_run"), Signal(DIM_W, name="a_cnt"), Signal(2, name="a_slot"), Signal(name="a_serial")
+        x_val, x_age, x_slot, x_ser = Signal(name="x_valid"), Signal(3, name="x_age"), Signal(2, name="x_slot"), Signal(name="x_serial")
+        z_val, z_rdy, z_slot, z_ser = Signal(name="z_valid"), Signal(name="z_ready"), Signal(2, name="z_slot"), Signal(name="z_serial")
+        b_run, b_cnt, b_slot, b_ser = Signal(name="b_run"), Signal(DIM_W, name="b_cnt"), Signal(2, name="b_slot"), Signal(name="b_serial")
+        exp_run = Signal(name="exp_run")
+
         iss, iss_first, iss_sel = Signal(name="iss"), Signal(name="iss_first"), Signal(name="iss_sel")
         p1, p1_first, p1_sel = Signal(name="p1"), Signal(name="p1_first"), Signal(name="p1_sel")
         p2, p3 = Signal(name="p2"), Signal(name="p3")
         p1_f, p2_f, p3_f = (Signal(DIM_W, name=n) for n in ("p1_f", "p2_f", "p3_f"))
-        m.d.sync += [p1.eq(iss), p1_first.eq(iss_first), p1_sel.eq(iss_sel), p1_f.eq(cnt),
+        m.d.sync += [p1.eq(iss), p1_first.eq(iss_first), p1_sel.eq(iss_sel), p1_f.eq(b_cnt),
                      p2.eq(p1 & p1_sel), p2_f.eq(p1_f), p3.eq(p2), p3_f.eq(p2_f)]
-        # RD is updated the cycle after the exps finish (the SLD tree's root is then valid)
         rd_pend = Signal(name="rd_pend")
         m.d.sync += rd_pend.eq(self.exp_done)
         m.d.comb += self.rd_en.eq(rd_pend)
+
+        a_last = a_run & (a_cnt == self.E - 1)
+        b_last = b_run & (b_cnt == self.F - 1)
+        # the MAC is free for a new A or B from the next cycle on
+        eng_free = (~a_run | a_last) & (~b_run | b_last)
+        sln_ready = z_val & (z_rdy | self.exp_done)
+        go_b = Signal(name="go_b")
+        go_a = Signal(name="go_a")
+        m.d.comb += go_b.eq(eng_free & sln_ready)
+
+        # the exps of the tile in X: RM_new is ready (age >= 4), the exp units are free, the
+        # tile in Z has moved on to B, and SLN/PRM of the tile in B are not needed any more
+        # when the new values appear (d + 1 cycles after the start)
+        if d >= 2:
+            drain_ok = 1
+        else:
+            drain_ok = ~p1
+        clobber_ok = Mux(b_run, b_cnt + d >= self.F + 2, drain_ok)
+        exp_go = Signal(name="exp_go")
+        m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & (~exp_run | self.exp_done) & clobber_ok)
+        m.d.comb += [self.exp2d_start.eq(exp_go), self.exp1d_start.eq(exp_go), self.rm_commit.eq(exp_go),
+                     self.score_en.eq(x_val & (x_age == 1)), self.rm_en.eq(x_val & (x_age == 3))]
+        with m.If(exp_go):
+            m.d.sync += exp_run.eq(1)
+        with m.Elif(self.exp_done):
+            m.d.sync += exp_run.eq(0)
+
+        # a serial tile (or a tile after one) runs alone
+        ser_hold = (a_run & a_ser) | (x_val & x_ser) | (z_val & z_ser) | (b_run & b_ser & ~b_last)
+        eng_quiet = ~a_run & ~x_val & ~z_val & (~b_run | b_last)
+        # a new A only once the previous tile has started its exps (RM and the score
+        # register are then free): no tile in A, stage X empty or emptying this cycle
+        x_free = ~a_run & (~x_val | exp_go)
+
+        # issue
+        with m.If(a_run):
+            m.d.comb += [self.q_raddr.eq(a_cnt), self.kv_raddr.eq(a_slot * slot_lines + a_cnt),
+                         iss.eq(1), iss_first.eq(a_cnt == 0)]
+            m.d.sync += a_cnt.eq(a_cnt + 1)
+        with m.Elif(b_run):
+            m.d.comb += [self.kv_raddr.eq(b_slot * slot_lines + cfg.max_e + b_cnt),
+                         iss.eq(1), iss_first.eq(1), iss_sel.eq(1)]
+            m.d.sync += b_cnt.eq(b_cnt + 1)
+        with m.If(a_last):
+            m.d.sync += [a_run.eq(0), x_val.eq(1), x_age.eq(0), x_slot.eq(a_slot), x_ser.eq(a_ser)]
+        with m.If(b_last):
+            m.d.sync += b_run.eq(0)
+        m.d.comb += self.tile_fire.eq(b_last)
+        with m.If(x_val & (x_age != 7)):
+            m.d.sync += x_age.eq(x_age + 1)
+        with m.If(exp_go):
+            m.d.sync += [z_val.eq(1), z_rdy.eq(0), z_slot.eq(x_slot), z_ser.eq(x_ser)]
+            with m.If(~a_last):
+                m.d.sync += x_val.eq(0)
+        with m.If(z_val & self.exp_done):
+            m.d.sync += z_rdy.eq(1)
+        with m.If(go_b):
+            m.d.sync += [b_run.eq(1), b_cnt.eq(0), b_slot.eq(z_slot), b_ser.eq(z_ser)]
+            with m.If(~exp_go):
+                m.d.sync += z_val.eq(0)
+
+        # slot scoreboard
+        set_loaded = Signal(KV_SLOTS, name="kv_set_loaded")
+        set_busy = Signal(KV_SLOTS, name="kv_set_busy")
+        clr_busy = Signal(KV_SLOTS, name="kv_clr_busy")
+        m.d.comb += clr_busy.eq(Mux(go_b, 1 << z_slot, 0))
+        m.d.sync += [loaded.eq(loaded | set_loaded), slot_busy.eq((slot_busy & ~clr_busy) | set_busy)]
+
         # AV: divide issue (RNV[f] read in cycle t, divider start in t + 1), writeback
         av_iss = Signal(name="av_iss")
         m.d.sync += self.div_start.eq(av_iss)
@@ -166,15 +240,15 @@ class Sequencer(wiring.Component):
             self.rnv_waddr.eq(Mux(self.div_done, wb_cnt, p3_f)),
             self.wb_sel.eq(self.div_done),
         ]
-        pipe_busy = Signal(name="pipe_busy")
-        m.d.comb += pipe_busy.eq(p1 | p2 | p3 | rd_pend | self.exp_done)
-        slot_base = Mux(slot, slot_lines, 0)
+        eng_busy = Signal(name="engine_busy")
+        m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend | exp_run | self.exp_done)
 
-        ready = [loaded[s] & ~(self.ldkv_busy & (self.ldkv_cur_slot == s)) for s in range(2)]
         slot_f = field(w, "TILE", "slot")
-        tile_ready = Mux(slot_f, ready[1], ready[0])
+        ser_f = field(w, "TILE", "serial")
+        kv_slot_f = field(w, "LDKV", "slot")
+        ready = Signal(KV_SLOTS, name="kv_ready")
+        m.d.comb += ready.eq(loaded & ~self.kv_filling)
 
-        # sticky saturation / divide flags (pulses from the arrays, watched while running)
         sat = Cat(*[Const(0, 1)] * 3, self.score_sat, self.rd_sat, self.rnv_sat, self.out_sat, self.dz)
         set_err = Signal(8, name="set_err")
         m.d.sync += err.eq(err | set_err | Mux(self.busy, sat, 0))
@@ -190,8 +264,8 @@ class Sequencer(wiring.Component):
                 with m.If(self.start):
                     m.d.comb += [self.clear.eq(1), self.fetch_start.eq(1), self.fetch_addr.eq(self.sched_base)]
                     m.d.sync += [err.eq(0), self.done.eq(0), self.busy.eq(1), seen_hdr.eq(0),
-                                 shape_ok.eq(0), loaded.eq(0), self.causal.eq(0), self.M.eq(0),
-                                 self.P.eq(0), self.cur_insn.eq(0)]
+                                 shape_ok.eq(0), loaded.eq(0), slot_busy.eq(0), self.causal.eq(0),
+                                 self.M.eq(0), self.P.eq(0), self.cur_insn.eq(0)]
                     m.next = "FETCH"
 
             with m.State("FETCH"):
@@ -209,20 +283,21 @@ class Sequencer(wiring.Component):
                     e, f = field(w, "SHAPE", "E"), field(w, "SHAPE", "F")
                     with m.If((e == 0) | (e > max_e_effective(cfg)) | (f == 0) | (f > cfg.max_f)):
                         fail("shape")
-                    with m.Elif(~pipe_busy):
+                    with m.Elif(~eng_busy & ~self.ldkv_busy & (self.kv_filling == 0)):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [self.E.eq(e), self.F.eq(f), shape_ok.eq(1)]
                 with m.Elif(op == OPCODES["MASK"].code):
-                    with m.If(~pipe_busy):
+                    with m.If(~eng_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [self.M.eq(field(w, "MASK", "M")), self.P.eq(field(w, "MASK", "P"))]
                 with m.Elif(op == OPCODES["CAUSAL"].code):
-                    m.d.comb += pop.eq(1)
-                    m.d.sync += self.causal.eq(field(w, "CAUSAL", "enable"))
+                    with m.If(~eng_busy):
+                        m.d.comb += pop.eq(1)
+                        m.d.sync += self.causal.eq(field(w, "CAUSAL", "enable"))
                 with m.Elif(op == OPCODES["LDQ"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~pipe_busy):
+                    with m.Elif(~eng_busy):
                         m.d.comb += [pop.eq(1), self.ldq_start.eq(1), self.ldq_addr.eq(field(w, "LDQ", "addr")),
                                      self.reset_state.eq(1)]
                         m.d.sync += self.p_base.eq(field(w, "LDQ", "p_base"))
@@ -230,33 +305,33 @@ class Sequencer(wiring.Component):
                 with m.Elif(op == OPCODES["LDKV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(self.ldkv_busy):
-                        m.d.comb += exec_wait.eq(1)
+                    with m.Elif(kv_slot_f >= KV_SLOTS):
+                        fail("opcode")
+                    with m.Elif(self.ldkv_busy | slot_busy.bit_select(kv_slot_f, 1)):
+                        m.d.comb += exec_wait.eq(self.ldkv_busy)
                     with m.Else():
-                        s = field(w, "LDKV", "slot")
                         m.d.comb += [pop.eq(1), self.ldkv_start.eq(1), self.ldkv_addr.eq(field(w, "LDKV", "addr")),
-                                     self.ldkv_slot.eq(s)]
-                        m.d.sync += loaded.eq(loaded | Mux(s, 2, 1))
+                                     self.ldkv_slot.eq(kv_slot_f), set_loaded.eq(1 << kv_slot_f)]
                 with m.Elif(op == OPCODES["TILE"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~Mux(slot_f, loaded[1], loaded[0])):
+                    with m.Elif((slot_f >= KV_SLOTS) | ~loaded.bit_select(slot_f, 1)):
                         fail("opcode")
-                    with m.Elif(~tile_ready):
-                        m.d.comb += exec_wait.eq(1)
-                    with m.Else():
-                        m.d.comb += pop.eq(1)
-                        m.d.sync += [slot.eq(slot_f), self.m_base.eq(field(w, "TILE", "m_base")), cnt.eq(0)]
-                        m.next = "T_BQK"
+                    with m.Elif(~ready.bit_select(slot_f, 1)):
+                        m.d.comb += exec_wait.eq(eng_free & ~sln_ready)
+                    with m.Elif(eng_free & ~sln_ready & x_free & ~ser_hold & (~ser_f | eng_quiet)):
+                        m.d.comb += [pop.eq(1), go_a.eq(1), set_busy.eq(1 << slot_f)]
+                        m.d.sync += [a_run.eq(1), a_cnt.eq(0), a_slot.eq(slot_f), a_ser.eq(ser_f),
+                                     self.m_base.eq(field(w, "TILE", "m_base"))]
                 with m.Elif(op == OPCODES["AV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~pipe_busy):
+                    with m.Elif(~eng_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [st_base.eq(field(w, "AV", "addr")), cnt.eq(0), wb_cnt.eq(0)]
                         m.next = "A_DIV"
                 with m.Elif(op == OPCODES["END"].code):
-                    with m.If(~pipe_busy):
+                    with m.If(~eng_busy):
                         m.d.comb += pop.eq(1)
                         m.next = "STOP"
                 with m.Else():
@@ -264,44 +339,6 @@ class Sequencer(wiring.Component):
 
             with m.State("LDQ_WAIT"):
                 with m.If(~self.ldq_busy):
-                    m.next = "FETCH"
-
-            # ---------------- TILE ----------------
-            with m.State("T_BQK"):
-                m.d.comb += [self.q_raddr.eq(cnt), self.kv_raddr.eq(slot_base + cnt),
-                             iss.eq(1), iss_first.eq(cnt == 0)]
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == self.E - 1):
-                    m.next = "T_BQK2"
-            with m.State("T_BQK2"):
-                m.next = "T_SCORE"
-            with m.State("T_SCORE"):
-                m.d.comb += self.score_en.eq(1)
-                m.next = "T_LM"
-            with m.State("T_LM"):
-                m.next = "T_RM"
-            with m.State("T_RM"):
-                m.d.comb += self.rm_en.eq(1)
-                m.next = "T_EXP"
-            with m.State("T_EXP"):
-                # exps start now and finish in cycle d + 1; V line 0 is read in cycle d so that
-                # its MAC (SLN x V) falls in the done cycle, when SLN is valid.
-                m.d.comb += [self.exp2d_start.eq(1), self.exp1d_start.eq(1)]
-                m.d.sync += cnt.eq(0)
-                m.next = "T_SLNV" if d == 1 else "T_EXPW"
-            with m.State("T_EXPW"):
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == d - 2):
-                    m.d.sync += cnt.eq(0)
-                    m.next = "T_SLNV"
-            with m.State("T_SLNV"):
-                m.d.comb += [self.kv_raddr.eq(slot_base + cfg.max_e + cnt),
-                             iss.eq(1), iss_first.eq(1), iss_sel.eq(1)]
-                m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt == self.F - 1):
-                    # the last MAC, the tree and the RNV update drain behind the next
-                    # instructions (pipe_busy holds back AV, LDQ, SHAPE, MASK and END)
-                    m.d.comb += [self.rm_commit.eq(1), self.tile_fire.eq(1)]
                     m.next = "FETCH"
 
             # ---------------- AV ----------------
@@ -329,7 +366,7 @@ class Sequencer(wiring.Component):
             # ---------------- END / error: stop fetching, drain reads, done ----------------
             with m.State("STOP"):
                 m.d.comb += self.fetch_stop.eq(1)
-                with m.If(self.mem_idle):
+                with m.If(self.mem_idle & ~eng_busy):
                     m.d.sync += [self.done.eq(1), self.busy.eq(0)]
                     m.next = "IDLE"
 
@@ -340,17 +377,11 @@ class Sequencer(wiring.Component):
         #: FSM state name -> encoding of ``seq_state`` (for waveform translation filters)
         self.fsm_encoding = dict(fsm.encoding)
         on = fsm.ongoing
-        # the exps run from their start (T_EXP) to their done cycle, which falls in T_SLNV
         exp_busy = Signal(name="exp_busy")
-        exp_run = Signal(name="exp_run")
-        with m.If(self.exp1d_start):
-            m.d.sync += exp_run.eq(1)
-        with m.Elif(self.exp_done):
-            m.d.sync += exp_run.eq(0)
-        m.d.comb += exp_busy.eq(self.exp1d_start | exp_run)
+        m.d.comb += exp_busy.eq(exp_go | exp_run)
         m.d.comb += [
             self.act_bqk.eq((p1 & ~p1_sel) | self.score_en),
-            self.act_lm.eq(on("T_LM")),
+            self.act_lm.eq(x_val & (x_age == 2)),
             self.act_sln.eq(exp_busy),
             self.act_sld.eq(self.exp_done),
             self.act_slnv.eq((p1 & p1_sel) | p2),
@@ -360,6 +391,6 @@ class Sequencer(wiring.Component):
             self.act_rnv.eq(p3),
             self.act_av.eq(on("A_DIV") | on("A_WB")),
             self.stall.eq(exec_wait | on("LDQ_WAIT") | (on("A_ST") & ~self.st_ready)
-                          | (on("FETCH") & ~self.insn_valid & ~pipe_busy) | (on("STOP") & ~self.mem_idle)),
+                          | (on("FETCH") & ~self.insn_valid & ~eng_busy) | (on("STOP") & ~self.mem_idle)),
         ]
         return m

@@ -4,7 +4,7 @@ docs/architecture.md (memory port, control/status, CSR read port); clk/rst are t
 
 Submodules: ``seq`` (:class:`~fusemax.hw.sequencer.Sequencer`), ``memport``
 (:class:`~fusemax.hw.memport.MemPort`), ``array2d``, ``array1d``, and the buffers ``qbuf``
-(*max_e* lines of *cols* Q' values) and ``kvbuf`` (2 slots of *max_e* K lines + *max_f* V
+(*max_e* lines of *cols* Q' values) and ``kvbuf`` (3 slots of *max_e* K lines + *max_f* V
 lines of *rows* values), both ``lib.memory.Memory`` with synchronous reads.
 
 Counters (``COUNTERS``, 64 bits, CSR addresses as listed) count while ``busy``; ``start``
@@ -24,7 +24,7 @@ from fusemax.hw.array2d import Array2D
 from fusemax.hw.memport import MemPort, kv_slot_lines
 from fusemax.hw.pe2d import operand_widths
 from fusemax.hw.sequencer import ACTIVITY, ERROR_BITS, Sequencer
-from fusemax.sw.schedule import config_tag
+from fusemax.sw.schedule import KV_SLOTS, config_tag
 
 #: CSR address -> counter name (docs/architecture.md section 6).
 COUNTERS = ["cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles",
@@ -67,7 +67,7 @@ class FuseMaxTop(wiring.Component):
         m.submodules.array2d = a2 = Array2D(cfg)
         m.submodules.array1d = a1 = Array1D(cfg)
         m.submodules.qbuf = qbuf = Memory(shape=unsigned(C * w["q"]), depth=cfg.max_e, init=[])
-        m.submodules.kvbuf = kvbuf = Memory(shape=unsigned(R * w["kv"]), depth=2 * kv_slot_lines(cfg), init=[])
+        m.submodules.kvbuf = kvbuf = Memory(shape=unsigned(R * w["kv"]), depth=KV_SLOTS * kv_slot_lines(cfg), init=[])
         q_rd, q_wr = qbuf.read_port(), qbuf.write_port()
         kv_rd, kv_wr = kvbuf.read_port(), kvbuf.write_port()
 
@@ -100,7 +100,7 @@ class FuseMaxTop(wiring.Component):
             seq.insn_valid.eq(mp.insn_valid), seq.insn_data.eq(mp.insn_data), mp.insn_ready.eq(seq.insn_ready),
             mp.ldq_start.eq(seq.ldq_start), mp.ldq_addr.eq(seq.ldq_addr), seq.ldq_busy.eq(mp.ldq_busy),
             mp.ldkv_start.eq(seq.ldkv_start), mp.ldkv_addr.eq(seq.ldkv_addr), mp.ldkv_slot_in.eq(seq.ldkv_slot),
-            seq.ldkv_busy.eq(mp.ldkv_busy), seq.ldkv_cur_slot.eq(mp.ldkv_slot),
+            seq.ldkv_busy.eq(mp.ldkv_busy), seq.kv_filling.eq(mp.kv_filling),
             mp.st_valid.eq(seq.st_valid), mp.st_addr.eq(seq.st_addr), seq.st_ready.eq(mp.st_ready),
             seq.mem_idle.eq(mp.idle),
         ]

@@ -167,6 +167,7 @@ def describe(config: FuseMaxConfig) -> dict:
     from fusemax.hw.pe2d import operand_widths
     from fusemax.hw.sequencer import ACTIVITY, ERROR_BITS, fsm_states, max_e_effective
     from fusemax.hw.top import COUNTERS, top_ports
+    from fusemax.sw.schedule import KV_SLOTS, insns_per_line
 
     nc = config.numerics
     w = operand_widths(config)
@@ -177,12 +178,13 @@ def describe(config: FuseMaxConfig) -> dict:
     buffers = {
         "q_buffer": {"lines": config.max_e, "values_per_line": config.cols, "value_bits": w["q"],
                      "bytes": config.max_e * config.cols * w["q"] // 8},
-        "kv_buffer": {"slots": 2, "lines_per_slot": kv_slot_lines(config),
+        "kv_buffer": {"slots": KV_SLOTS, "lines_per_slot": kv_slot_lines(config),
                       "values_per_line": config.rows, "value_bits": w["kv"],
-                      "bytes": 2 * kv_slot_lines(config) * config.rows * w["kv"] // 8},
+                      "bytes": KV_SLOTS * kv_slot_lines(config) * config.rows * w["kv"] // 8},
         "rnv_register_files": {"lanes": config.cols, "entries": config.max_f, "bits": nc.rnv.width,
                                "bytes": rnv_bits // 8},
-        "instruction_prefetch": {"entries": FETCH_DEPTH, "bits": 64},
+        "instruction_prefetch": {"lines": FETCH_DEPTH, "instructions_per_line": insns_per_line(config.mem_lanes),
+                                 "bits": FETCH_DEPTH * insns_per_line(config.mem_lanes) * 64},
     }
     return {
         "module": TOP_NAME,
@@ -197,7 +199,8 @@ def describe(config: FuseMaxConfig) -> dict:
             "mem_line_bits": config.mem_line_bits, "mem_latency_model": config.mem_latency,
             "numerics": nc.to_dict(),
             "exp_cycles": nc.exp_cycles, "div_cycles": nc.div_cycles,
-            "tile_cycles": "E + F + exp_degree + 6 (steady state, including its LDKV and decode)",
+            "tile_cycles": "E + F (steady state of the FuseMax binding: BQK of one tile, then SLNV of "
+                           "the previous one on the same MACs, exps and 1D work hidden behind them)",
             "av_cycles": "2F + out.width + 7 (including decode), plus store back-pressure",
         },
         "ports": ports,

@@ -1,7 +1,7 @@
 """The compiler: a cascade, a configuration and a workload shape -> a control schedule and the
 external-memory image it runs on (docs/architecture.md sections 3-4, docs/schedule.md).
 
-Only ``attention-1pass`` maps onto the v1 hardware (one pass over M, the FuseMax binding of the
+Only ``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax binding of the
 2D and 1D arrays). The mapping is fixed by the configuration:
 
 * **tiling**: M -> M1 x M0 with M0 = ``rows`` (a K/V *chunk*: the keys of one tile), M1 =
@@ -9,9 +9,16 @@ Only ``attention-1pass`` maps onto the v1 hardware (one pass over M, the FuseMax
   resident with its running state), P2 = ceil(P / cols) query blocks. Padding: keys past M are
   masked (the hardware derives it from ``MASK``), query lanes past P are unused.
 * **loop order**: b, h, p2, m1 (then p0 || m0 in space). Per (b, h, p2) the schedule is
-  ``LDQ; LDKV k0,0; LDKV k1,1; TILE 0; LDKV k2,0; TILE 1; LDKV k3,1; ...; AV`` -- the load of
-  chunk j + 2 is issued right after the tile of chunk j, into the slot that tile frees, so memory
-  traffic overlaps the tile of chunk j + 1.
+  ``LDQ; LDKV k0,0; LDKV k1,1; LDKV k2,2; TILE 0; TILE 1; LDKV k3,0; TILE 2; LDKV k4,1; ...; AV``
+  -- three K/V slots: while the tile engine runs BQK of chunk j and SLNV of chunk j - 1, chunk
+  j + 2 loads into the slot chunk j - 1 frees as its SLNV starts (the LDKV after TILE j waits
+  for that), so memory traffic overlaps compute (docs/architecture.md section 5).
+* **binding** (``binding=``): ``"fusemax"`` (default) lets the tile engine overlap consecutive
+  tiles (the paper's binding); ``"architecture"`` sets every TILE's ``serial`` bit so each tile
+  runs alone, one after the other (the paper's +Architecture ablation) -- same instructions,
+  same results, more cycles.
+* **instruction packing**: a memory line holds ``insns_per_line(mem_lanes)`` instructions
+  (1 for 4 lanes, 2 for 8, 4 for 16, 8 for 32 and more), the first in the low bits.
 * **causal** (aligned at the end of the key sequence, as with a KV cache: query p sees key m iff
   m <= p + M - P): a tile whose keys are invisible to *every* query of the block is not emitted
   (no LDKV, no TILE). Only trailing chunks of a block can be skipped (key 0 is the first key any
@@ -43,7 +50,7 @@ from fusemax.sw import schedule as sf
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
            "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
-           "buffer_bytes"]
+           "buffer_bytes", "BINDINGS"]
 
 #: Cascades the v1 hardware runs, with the reason the others do not.
 SUPPORTED_CASCADES = ("attention-1pass",)
@@ -151,7 +158,8 @@ def check_cascade_mappable(cascade: str) -> None:
 class Layout:
     """Where everything sits in external memory (line addresses; docs/architecture.md §3).
 
-    The schedule occupies lines [sched_base, sched_base + sched_lines); then for every (b, h),
+    The schedule occupies lines [sched_base, sched_base + sched_lines), ``insns_per_line``
+    instructions per line; then for every (b, h),
     in order, P2 Q blocks of E lines, M1 K/V chunks of E + F lines, P2 output blocks of F lines.
     """
 
@@ -260,6 +268,17 @@ class Schedule:
     cascade: str = "attention-1pass"
     tiles: int = 0
     tiles_skipped: int = 0
+    binding: str = "fusemax"
+
+    @property
+    def insns_per_line(self) -> int:
+        return sf.insns_per_line(self.layout.mem_lanes)
+
+    def insn_addr(self, n: int) -> str:
+        """Where instruction ``n`` sits: ``line`` or ``line.slot`` when lines hold several."""
+        k = self.insns_per_line
+        line = self.layout.sched_base + n // k
+        return f"{line:08x}" if k == 1 else f"{line:08x}.{n % k}"
 
     @property
     def words(self) -> list[int]:
@@ -281,7 +300,7 @@ class Schedule:
         """One line per instruction: address, hex word, mnemonic, and what it touches."""
         L, s = self.layout, self.shape
         head = [
-            f"; fusemax schedule v{sf.VERSION}: {self.cascade} on config {self.config.name} "
+            f"; fusemax schedule v{sf.VERSION}: {self.cascade} ({self.binding} binding) on config {self.config.name} "
             f"({self.config.rows} rows x {self.config.cols} cols, digest {self.config.digest()}, "
             f"tag {sf.config_tag(self.config.digest()):08x})",
             f"; shape {s}{', causal (query p sees key m <= p + M - P)' if self.causal else ''}",
@@ -290,14 +309,14 @@ class Schedule:
             f"{self.tiles} tiles" + (f" ({self.tiles_skipped} fully masked tiles skipped)"
                                      if self.tiles_skipped else ""),
             f"; memory: {L.n_lines} lines of {L.mem_lanes} x 16 bits; schedule at "
-            f"[{L.sched_base}, {L.sched_base + L.sched_lines}); outputs in "
+            f"[{L.sched_base}, {L.sched_base + L.sched_lines}) ({self.insns_per_line} per line); outputs in "
             f"[{L.output_range[0]}, {L.output_range[1]})",
             ";",
             "; addr     word              instruction",
         ]
         lines = list(head)
         for n, (ins, note) in enumerate(zip(self.instructions, self.comments)):
-            text = f"{L.sched_base + n:08x} {ins.word:016x}  {str(ins):<34s}"
+            text = f"{self.insn_addr(n):<10s} {ins.word:016x}  {str(ins):<34s}"
             lines.append(f"{text} ; {note}" if note else text.rstrip())
         lines.append(";")
         lines.append("; regions (line address, lines):")
@@ -312,7 +331,7 @@ class Schedule:
         return "\n".join(lines) + "\n"
 
     def cycle_bound(self) -> int:
-        """A generous upper bound on the cycles a correct v1 design needs (for hang detection)."""
+        """A generous upper bound on the cycles a correct design needs (for hang detection)."""
         c, n = self.config, self.config.numerics
         s = self.shape
         lat = c.mem_latency + 4
@@ -325,12 +344,21 @@ class Schedule:
         return 4 * est + 10_000
 
 
+#: Bindings the compiler emits (see the module docstring).
+BINDINGS = ("fusemax", "architecture")
+
+
 def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
-                     cascade: str = "attention-1pass", sched_base: int = 0) -> Schedule:
-    """The control schedule and memory layout of ``cascade`` for ``shape`` on ``config``.
+                     cascade: str = "attention-1pass", sched_base: int = 0,
+                     binding: str = "fusemax") -> Schedule:
+    """The control schedule and memory layout of ``cascade`` for ``shape`` on ``config``;
+    ``binding`` is ``"fusemax"`` or ``"architecture"`` (every tile serial).
 
     Raises FuseMaxError naming the obstacle when the shape does not fit the configuration.
     """
+    if binding not in BINDINGS:
+        raise FuseMaxError(f"unknown binding {binding!r}; known: {', '.join(BINDINGS)}")
+    serial = int(binding == "architecture")
     if cascade not in SUPPORTED_CASCADES:
         check_cascade_mappable(cascade)  # raises with the reason (or accepts a renamed copy)
     shape = Shape.of(shape)
@@ -341,8 +369,9 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     tiles_per_block = [visible_chunks(s, rows, cols, i, causal) for i in range(P2)]
     n_tiles = s.B * s.H * sum(tiles_per_block)
     n_instr = 4 + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
-    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_instr,
-                    sched_base + n_instr)
+    n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
+    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
+                    sched_base + n_lines)
     if layout.n_lines > (1 << config.mem_addr_width):
         raise FuseMaxError(
             f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
@@ -378,15 +407,17 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                      addr=layout.q_addr(b, h, i), p_base=p_lo)
 
                 def ldkv(j: int) -> None:
-                    emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) -> slot {j % 2}",
-                         addr=layout.kv_addr(b, h, j), slot=j % 2)
+                    emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) -> slot {j % sf.KV_SLOTS}",
+                         addr=layout.kv_addr(b, h, j), slot=j % sf.KV_SLOTS)
 
-                for j in range(min(T, 2)):
+                for j in range(min(T, sf.KV_SLOTS)):
                     ldkv(j)
                 for j in range(T):
                     emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
-                         f"x queries {p_lo}..{p_hi - 1}", slot=j % 2, m_base=j * rows)
-                    if j + 2 < T:
+                         f"x queries {p_lo}..{p_hi - 1}", slot=j % sf.KV_SLOTS, m_base=j * rows,
+                         serial=serial)
+                    # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts
+                    if j >= 1 and j + 2 < T:
                         ldkv(j + 2)
                 note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
                 if T < M1:
@@ -396,7 +427,7 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     emit("END", "wait for stores, raise done")
     assert len(ins) == n_instr
     return Schedule(config, s, bool(causal), ins, notes, layout, cascade="attention-1pass",
-                    tiles=n_tiles, tiles_skipped=skipped)
+                    tiles=n_tiles, tiles_skipped=skipped, binding=binding)
 
 
 def _check_fits(config: FuseMaxConfig, s: Shape) -> None:
@@ -534,7 +565,8 @@ def read_hex(path_or_text, lanes: int) -> np.ndarray:
 
 
 def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None,
-                      causal: bool = False, cascade: str = "attention-1pass") -> Program:
+                      causal: bool = False, cascade: str = "attention-1pass",
+                      binding: str = "fusemax") -> Program:
     """Compile attention of float ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) for
     ``config``: the schedule plus the memory image with the quantized inputs (Q' = Q * scale *
     log2(e), as the golden's ``quantize_inputs``). ``scale`` defaults to 1/sqrt(E)."""
@@ -544,7 +576,7 @@ def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
     shape = Shape.of_arrays(q, k, v)
-    sched = compile_schedule(config, shape, causal=causal, cascade=cascade)
+    sched = compile_schedule(config, shape, causal=causal, cascade=cascade, binding=binding)
     if scale is None:
         scale = 1.0 / math.sqrt(shape.E)
     if not np.isfinite(scale):
@@ -559,9 +591,14 @@ def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
     L, s = sched.layout, sched.shape
     rows, cols, lanes = L.rows, L.cols, L.mem_lanes
     img = np.zeros((L.n_lines, lanes), np.uint16)
-    words = np.asarray(sched.words, dtype=np.uint64)
-    for w in range(4):  # instruction bits [63:0] in lanes 0..3
-        img[L.sched_base:L.sched_base + len(words), w] = ((words >> np.uint64(16 * w)) & np.uint64(0xFFFF)).astype(np.uint16)
+    k = sf.insns_per_line(lanes)
+    words = np.zeros(L.sched_lines * k, dtype=np.uint64)
+    words[:len(sched.words)] = np.asarray(sched.words, dtype=np.uint64)
+    words = words.reshape(L.sched_lines, k)
+    for i in range(k):  # instruction i of a line in lanes 4i..4i+3
+        for w in range(4):
+            img[L.sched_base:L.sched_base + L.sched_lines, 4 * i + w] = (
+                (words[:, i] >> np.uint64(16 * w)) & np.uint64(0xFFFF)).astype(np.uint16)
 
     def u16(a):
         return (np.asarray(a, np.int64) & 0xFFFF).astype(np.uint16)
@@ -590,12 +627,12 @@ def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
 
 def buffer_bytes(config: FuseMaxConfig) -> dict[str, int]:
     """On-chip storage of a configuration in bytes (none of it depends on M):
-    Q buffer (max_e x cols Q' values), the two K/V slots (max_e K + max_f V lines of rows
+    Q buffer (max_e x cols Q' values), the three K/V slots (max_e K + max_f V lines of rows
     values each), the RNV register files (max_f per 1D PE) and the RM (+ valid) / RD state."""
     n = config.numerics
     bits = {
         "q_buffer": config.max_e * config.cols * n.q.width,
-        "kv_buffer": 2 * (config.max_e * config.rows * n.k.width + config.max_f * config.rows * n.v.width),
+        "kv_buffer": sf.KV_SLOTS * (config.max_e * config.rows * n.k.width + config.max_f * config.rows * n.v.width),
         "rnv_regfile": config.cols * config.max_f * n.rnv.width,
         "rm_rd_state": config.cols * (n.score.width + 1 + n.rd.width),
     }

@@ -1,4 +1,4 @@
-"""A functional model of the v1 sequencer: runs a schedule on a memory image, instruction by
+"""A functional model of the sequencer: runs a schedule on a memory image, instruction by
 instruction, exactly as docs/architecture.md sections 4-6 specify, with the NumPy operator twins
 (:mod:`fusemax.sw.numerics`) -- and nothing from the golden model.
 
@@ -77,7 +77,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     causal = False
     shape_ok = False
     qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
-    slots = [None, None]  # each: (K [E, R], V [F, R]) int64
+    slots = [None] * sf.KV_SLOTS  # each: (K [E, R], V [F, R]) int64
+    per_line = sf.insns_per_line(lanes)
     p_base = 0
     RM = np.zeros(C, np.int64)
     RMv = np.zeros(C, bool)
@@ -90,29 +91,30 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
         res.lines_read += count
         return signed[addr:addr + count].astype(np.int64)
 
-    def stop(bit: str, pc: int, why: str) -> ExecResult:
+    def stop(bit: str, pc: int, why: str) -> ExecResult:  # pc: instruction index
         res.error |= 1 << _BIT[bit]
-        res.stopped_at, res.stop_reason = pc, why
+        res.stopped_at, res.stop_reason = pc // per_line, why
         return res
 
     def flag(bit: str, cond) -> None:
         if np.any(cond):
             res.error |= 1 << _BIT[bit]
 
-    pc = sched_base
+    pc = sched_base * per_line  # instruction index: line pc // per_line, word pc % per_line
     while True:
         if res.instructions >= max_instructions:
             raise FuseMaxError(f"schedule did not reach END within {max_instructions} instructions")
-        if pc >= n_lines:
-            return stop("opcode", pc, f"ran past the end of memory at line {pc}")
-        word = sum(int(img[pc, w]) << (16 * w) for w in range(4))
+        line, sub = divmod(pc, per_line)
+        if line >= n_lines:
+            return stop("opcode", pc, f"ran past the end of memory at line {line}")
+        word = sum(int(img[line, 4 * sub + w]) << (16 * w) for w in range(4))
         res.instructions += 1
         try:
             ins = sf.decode(word)
         except FuseMaxError:
             return stop("opcode", pc, f"unknown opcode in word {word:016x}")
         op, a = ins.op, ins.args
-        first = pc == sched_base
+        first = pc == sched_base * per_line
         if first and op != "HDR":
             return stop("config", pc, f"first instruction is {op}, not HDR")
         if op == "HDR":
@@ -137,12 +139,14 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RM[:] = 0
             RD[:] = 0
             RNV[:] = 0
+        elif op in ("LDKV", "TILE") and a["slot"] >= sf.KV_SLOTS:
+            return stop("opcode", pc, f"{op} names slot {a['slot']}; there are {sf.KV_SLOTS}")
         elif op == "LDKV":
             kv = read(a["addr"], E + F)
             slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())
         elif op == "TILE":
             if slots[a["slot"]] is None:
-                raise FuseMaxError(f"TILE at line {pc} reads slot {a['slot']}, never loaded")
+                raise FuseMaxError(f"TILE at line {line} reads slot {a['slot']}, never loaded")
             K, V = slots[a["slot"]]
             m_base = a["m_base"]
             p = p_base + np.arange(C)
@@ -187,7 +191,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
         elif op == "AV":
             addr = a["addr"]
             if addr + F > n_lines:
-                raise FuseMaxError(f"AV at line {pc} writes [{addr}, {addr + F}) past the image")
+                raise FuseMaxError(f"AV at line {line} writes [{addr}, {addr + F}) past the image")
             av, s_out, dz = nm.divide(RNV[:, :F], RD[:, None], nc)
             real = (p_base + np.arange(C)) < P
             flag("out_saturated", s_out & real[:, None])

@@ -1,11 +1,16 @@
-"""The control-schedule format (version 1): the one definition of every instruction's bits.
+"""The control-schedule format (version 2): the one definition of every instruction's bits.
 
 The compiler encodes with :func:`encode`, the hardware decodes with the same field table
 (:data:`OPCODES`), the listing and the waveform translation filter print with :func:`mnemonic`.
 See docs/architecture.md section 4 for what each instruction does.
 
 An instruction is 64 bits; the opcode sits in bits [63:58]; each field is a bit range
-``(lo, width)`` of the word, unsigned unless named in ``signed``.
+``(lo, width)`` of the word, unsigned unless named in ``signed``. A memory line of
+``16 * mem_lanes`` bits holds :func:`insns_per_line` instructions, the first in the low bits.
+
+Version 2 (the FuseMax binding) over version 1: three K/V slots (``slot`` is 2 bits), TILE's
+``serial`` bit (run this tile alone: the +Architecture ablation), and several instructions per
+memory line.
 """
 
 from __future__ import annotations
@@ -14,8 +19,13 @@ from dataclasses import dataclass, field
 
 from fusemax.errors import FuseMaxError
 
-VERSION = 1
+VERSION = 2
 WORD_BITS = 64
+#: K/V buffer slots: a chunk is read by BQK in one epoch and by SLNV in the next, while the
+#: chunk after next loads (docs/architecture.md section 5).
+KV_SLOTS = 3
+#: At most this many instructions share a memory line (the prefetch buffer's line width).
+MAX_INSNS_PER_LINE = 8
 OPCODE_LO, OPCODE_WIDTH = 58, 6
 
 
@@ -36,14 +46,27 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
     Opcode("CAUSAL", 0x04, {"enable": (0, 1)}, "causal mask: key m visible to query p iff m <= p + M - P"),
     Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
            "load a query block (E lines) and reset the running state"),
-    Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 1)},
-           "load a K/V chunk (E + F lines) into a buffer slot, in the background"),
-    Opcode("TILE", 0x12, {"slot": (26, 1), "m_base": (27, 31)},
-           "one rows x cols tile: BQK, LM, RM, PRM, SLN, SLD, RD, SLNV, RNV"),
+    Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 2)},
+           "load a K/V chunk (E + F lines) into a buffer slot (0..2), in the background"),
+    Opcode("TILE", 0x12, {"serial": (0, 1), "slot": (26, 2), "m_base": (28, 30)},
+           "one rows x cols tile: BQK, LM, RM, PRM, SLN, SLD, RD, SLNV, RNV; serial = 1 runs it "
+           "alone (no overlap with the tiles around it)"),
     Opcode("AV", 0x20, {"addr": (0, 26)}, "divide RNV by RD and store the block's output (F lines)"),
     Opcode("END", 0x3F, {}, "finish: wait for stores, raise done"),
 ]}
 BY_CODE: dict[int, Opcode] = {op.code: op for op in OPCODES.values()}
+
+
+def insns_per_line(mem_lanes: int) -> int:
+    """Instructions per memory line of ``mem_lanes`` 16-bit words (a power of two, 1..8)."""
+    n = (16 * mem_lanes) // WORD_BITS
+    if n < 1:
+        raise FuseMaxError(f"a memory line of {mem_lanes} 16-bit words cannot hold a "
+                           f"{WORD_BITS}-bit instruction")
+    k = 1
+    while k * 2 <= min(n, MAX_INSNS_PER_LINE):
+        k *= 2
+    return k
 
 
 def config_tag(digest: str) -> int:
