@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "fusemax.sw.compile_cli",
     "fusemax.hw.verilog_cli",
     "fusemax.sim.sim_cli",
+    "fusemax.sim.timeline_cli",
     "fusemax.sw.model_cli",
     "fusemax.hw.synth_cli",
 ]

@@ -36,7 +36,10 @@ def test_list_shows_every_builtin_with_its_passes(capsys):
     assert [r["name"] for r in rows] == builtin_names()
     assert {r["name"]: r["passes"].get("M", r["passes"].get("K")) for r in rows} == {
         "pedagogical-1": 2, "pedagogical-2": 1, "pedagogical-3": 1,
-        "attention-3pass": 3, "attention-2pass": 2, "attention-1pass": 1}
+        "attention-3pass": 3, "attention-2pass": 2, "attention-1pass": 1,
+        "attention-softmax1": 1, "attention-kbias": 1, "attention-kvbias": 1,
+        "sigmoid-nonorm": 1, "sigmoid-norm": 1, "attention-entropy": 1, "act-calibration": 3,
+        "flowformer": 2, "flowformer-causal": 1, "attention-local": 1, "attention-routing": 1}
 
 
 def test_show_output_is_a_cascade_file_that_shows_the_same(capsys, tmp_path):

@@ -91,8 +91,10 @@ def _rand_qkv(shape):
 def test_single_chunk_and_counts():
     c = preset("small")
     s = compile_schedule(c, Shape(2, 3, 5, 20, 8, 8))
-    # per (b, h): P2 = 3 blocks of LDQ, LDKV, TILE, AV
-    assert ops(s)[4:8] == ["LDQ", "LDKV", "TILE", "AV"]
+    # per block: LDQ, LDKV, TILE, AV -- the next block's LDQ and LDKV before this block's AV
+    assert ops(s)[4:11] == ["LDQ", "LDKV", "TILE", "LDQ", "LDKV", "AV", "TILE"]
+    firsts = [i.args["first"] for i in s.instructions if i.op == "TILE"]
+    assert firsts == [1] * 18
     assert len(s.instructions) == 4 + 6 * 3 * 4 + 1 and s.tiles == 18
     assert s.layout.M1 == 1 and s.layout.P2 == 3
 
@@ -263,4 +265,4 @@ def test_cli_listing_stdout(capsys):
                     "B=1,H=1,M=8,P=4,E=4,F=4", "--listing", "-"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(f"; fusemax schedule v{sf.VERSION}")
-    assert "TILE serial=0 slot=1 m_base=4" in out
+    assert "TILE serial=0 first=0 slot=1 m_base=4" in out

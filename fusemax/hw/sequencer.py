@@ -131,6 +131,7 @@ class Sequencer(wiring.Component):
         seen_hdr = Signal(name="seen_hdr")
         shape_ok = Signal(name="shape_ok")
         st_base = Signal(aw, name="av_base")
+        p_next = Signal.like(self.p_base, name="p_base_staged")
         err = Signal(8, name="err")
         m.d.comb += self.error.eq(err)
 
@@ -231,6 +232,7 @@ class Sequencer(wiring.Component):
         av_iss = Signal(name="av_iss")
         m.d.sync += self.div_start.eq(av_iss)
         wb_cnt = Signal(DIM_W, name="av_wb_cnt")
+        st_ok = Signal(name="av_st_ok")
         in_av = Signal(name="in_av")
         self.rf_raddr_av = Signal.like(self.rf_raddr, name="rf_raddr_av")
         m.d.comb += [
@@ -245,6 +247,8 @@ class Sequencer(wiring.Component):
 
         slot_f = field(w, "TILE", "slot")
         ser_f = field(w, "TILE", "serial")
+        first_f = field(w, "TILE", "first")
+        av_first_f = field(w, "AV", "first")
         kv_slot_f = field(w, "LDKV", "slot")
         ready = Signal(KV_SLOTS, name="kv_ready")
         m.d.comb += ready.eq(loaded & ~self.kv_filling)
@@ -283,7 +287,7 @@ class Sequencer(wiring.Component):
                     e, f = field(w, "SHAPE", "E"), field(w, "SHAPE", "F")
                     with m.If((e == 0) | (e > max_e_effective(cfg)) | (f == 0) | (f > cfg.max_f)):
                         fail("shape")
-                    with m.Elif(~eng_busy & ~self.ldkv_busy & (self.kv_filling == 0)):
+                    with m.Elif(~eng_busy & ~self.ldkv_busy & (self.kv_filling == 0) & ~self.ldq_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [self.E.eq(e), self.F.eq(f), shape_ok.eq(1)]
                 with m.Elif(op == OPCODES["MASK"].code):
@@ -295,13 +299,14 @@ class Sequencer(wiring.Component):
                         m.d.comb += pop.eq(1)
                         m.d.sync += self.causal.eq(field(w, "CAUSAL", "enable"))
                 with m.Elif(op == OPCODES["LDQ"].code):
+                    # the Q buffer is read only by stage A
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~eng_busy):
-                        m.d.comb += [pop.eq(1), self.ldq_start.eq(1), self.ldq_addr.eq(field(w, "LDQ", "addr")),
-                                     self.reset_state.eq(1)]
-                        m.d.sync += self.p_base.eq(field(w, "LDQ", "p_base"))
-                        m.next = "LDQ_WAIT"
+                    with m.Elif(~a_run & ~self.ldq_busy):
+                        m.d.comb += [pop.eq(1), self.ldq_start.eq(1), self.ldq_addr.eq(field(w, "LDQ", "addr"))]
+                        m.d.sync += p_next.eq(field(w, "LDQ", "p_base"))
+                    with m.Else():
+                        m.d.comb += exec_wait.eq(~a_run)
                 with m.Elif(op == OPCODES["LDKV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
@@ -317,18 +322,23 @@ class Sequencer(wiring.Component):
                         fail("shape")
                     with m.Elif((slot_f >= KV_SLOTS) | ~loaded.bit_select(slot_f, 1)):
                         fail("opcode")
-                    with m.Elif(~ready.bit_select(slot_f, 1)):
+                    with m.Elif(~ready.bit_select(slot_f, 1) | self.ldq_busy):
                         m.d.comb += exec_wait.eq(eng_free & ~sln_ready)
-                    with m.Elif(eng_free & ~sln_ready & x_free & ~ser_hold & (~ser_f | eng_quiet)):
-                        m.d.comb += [pop.eq(1), go_a.eq(1), set_busy.eq(1 << slot_f)]
+                    with m.Elif(eng_free & ~sln_ready & x_free & ~ser_hold & (~ser_f | eng_quiet)
+                                & (~first_f | ~eng_busy)):
+                        m.d.comb += [pop.eq(1), go_a.eq(1), set_busy.eq(1 << slot_f), self.reset_state.eq(first_f)]
                         m.d.sync += [a_run.eq(1), a_cnt.eq(0), a_slot.eq(slot_f), a_ser.eq(ser_f),
                                      self.m_base.eq(field(w, "TILE", "m_base"))]
+                        with m.If(first_f):
+                            m.d.sync += self.p_base.eq(p_next)
                 with m.Elif(op == OPCODES["AV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~eng_busy):
-                        m.d.comb += pop.eq(1)
+                    with m.Elif(~eng_busy & ~(av_first_f & self.ldq_busy)):
+                        m.d.comb += [pop.eq(1), self.reset_state.eq(av_first_f)]
                         m.d.sync += [st_base.eq(field(w, "AV", "addr")), cnt.eq(0), wb_cnt.eq(0)]
+                        with m.If(av_first_f):
+                            m.d.sync += self.p_base.eq(p_next)
                         m.next = "A_DIV"
                 with m.Elif(op == OPCODES["END"].code):
                     with m.If(~eng_busy):
@@ -337,28 +347,23 @@ class Sequencer(wiring.Component):
                 with m.Else():
                     fail("opcode")
 
-            with m.State("LDQ_WAIT"):
-                with m.If(~self.ldq_busy):
-                    m.next = "FETCH"
-
             # ---------------- AV ----------------
             with m.State("A_DIV"):      # read RNV[f], start divide f one cycle later
                 m.d.comb += [in_av.eq(1), self.rf_raddr_av.eq(cnt), av_iss.eq(1)]
-                m.d.sync += cnt.eq(cnt + 1)
+                m.d.sync += [cnt.eq(cnt + 1), st_ok.eq(0)]
                 with m.If(cnt == self.F - 1):
-                    m.next = "A_WB"
-            with m.State("A_WB"):       # results are written back into RNV[f] as they finish
-                m.d.comb += [in_av.eq(1), self.rf_raddr_av.eq(0)]
-                m.d.sync += cnt.eq(0)
-                with m.If(wb_cnt == self.F):
+                    m.d.sync += cnt.eq(0)
                     m.next = "A_ST"
-            with m.State("A_ST"):       # one line per cycle from the register files
-                with m.If(self.st_ready):
-                    m.d.comb += self.rf_raddr_av.eq(cnt + 1)
-                with m.Else():
-                    m.d.comb += self.rf_raddr_av.eq(cnt)
-                m.d.comb += [in_av.eq(1), self.st_valid.eq(1), self.st_addr.eq(st_base + cnt)]
-                with m.If(self.st_ready):
+            with m.State("A_ST"):
+                # results are written back over RNV[f] as they finish (wb_cnt of them so far);
+                # line f is stored from the register file once it was read after its write-back
+                # (the read port is not transparent: data one cycle after the address)
+                st_go = Signal(name="av_st_go")
+                m.d.comb += [st_go.eq(st_ok & self.st_ready),
+                             self.rf_raddr_av.eq(Mux(st_go, cnt + 1, cnt)),
+                             in_av.eq(1), self.st_valid.eq(st_ok), self.st_addr.eq(st_base + cnt)]
+                m.d.sync += st_ok.eq(self.rf_raddr_av < wb_cnt)
+                with m.If(st_go):
                     m.d.sync += cnt.eq(cnt + 1)
                     with m.If(cnt == self.F - 1):
                         m.next = "FETCH"
@@ -389,8 +394,9 @@ class Sequencer(wiring.Component):
             self.act_prm.eq(exp_busy),
             self.act_rd.eq(self.rd_en),
             self.act_rnv.eq(p3),
-            self.act_av.eq(on("A_DIV") | on("A_WB")),
-            self.stall.eq(exec_wait | on("LDQ_WAIT") | (on("A_ST") & ~self.st_ready)
+            self.act_av.eq(on("A_DIV") | (on("A_ST") & (wb_cnt != self.F))),
+            # the MACs idle while the sequencer waits on memory
+            self.stall.eq((exec_wait & ~a_run & ~b_run) | (on("A_ST") & st_ok & ~self.st_ready)
                           | (on("FETCH") & ~self.insn_valid & ~eng_busy) | (on("STOP") & ~self.mem_idle)),
         ]
         return m

@@ -30,9 +30,11 @@ from fusemax.sw.compiler import Program, buffer_bytes, compile_attention, read_h
 from fusemax.sw.executor import ERROR_BITS, decode_errors
 
 __all__ = ["CSR_NAMES", "EINSUM_COUNTERS", "design_verilog", "build_design", "run_program",
-           "simulate", "expected_flags", "report_json", "BENCH"]
+           "simulate", "expected_flags", "report_json", "BENCH", "MODES"]
 
 BENCH = "tests.cocotb_benches.tb_attention"
+#: Run modes: the cocotb bench, or the C++ harness of fusemax.sim.native.
+MODES = ("cocotb", "native")
 
 #: Counter names by CSR address (docs/architecture.md section 6).
 CSR_NAMES = ("cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles", "BQK", "LM", "SLN",
@@ -49,8 +51,9 @@ Progress = Callable[[str], None]
 # the design
 
 
-def design_verilog(config: FuseMaxConfig) -> str:
-    """``fusemax_top`` of ``config`` and the simulation wrapper, as one Verilog text."""
+def design_verilog(config: FuseMaxConfig, *, waves: bool = False) -> str:
+    """``fusemax_top`` of ``config`` and the simulation wrapper, as one Verilog text
+    (``waves``: with the wrapper's waveform control, :mod:`fusemax.sim.waves`)."""
     try:
         import fusemax.hw.verilog  # noqa: F401
     except ModuleNotFoundError as exc:
@@ -58,7 +61,7 @@ def design_verilog(config: FuseMaxConfig) -> str:
     from fusemax.hw.verilog import cached_verilog
     from fusemax.sim.wrapper import wrapper_verilog
 
-    return cached_verilog(config) + "\n" + wrapper_verilog(config)
+    return cached_verilog(config) + "\n" + wrapper_verilog(config, waves=waves)
 
 
 def build_design(config: FuseMaxConfig, *, waves: bool = False):
@@ -76,15 +79,22 @@ def build_design(config: FuseMaxConfig, *, waves: bool = False):
 def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | None = None,
                 seed: int | None = None, mem_ready_pct: int = 100, timeout_s: float | None = None,
                 timeout_cycles: int | None = None, progress: Progress | None = None,
-                keep_dir: bool = False) -> dict:
+                keep_dir: bool = False, mode: str = "cocotb") -> dict:
     """Run ``program`` (possibly compiled for another config) on the RTL of ``config``.
 
-    Returns the raw results: ``timeout``, ``error`` (flags), ``csr`` (all counters),
-    ``counters`` (by name), ``output_codes`` (B,H,P,F, None on timeout), wall times, build info.
+    ``mode``: ``"cocotb"`` (Verilator + the cocotb bench; waves possible) or ``"native"`` (the
+    C++ harness of :mod:`fusemax.sim.native`, no Python in the loop; no waves). Both return the
+    same keys: ``timeout``, ``error`` (flags), ``csr`` (all counters), ``counters`` (by name),
+    ``output_codes`` (B,H,P,F, None on timeout), ``mode``, ``cycles``, ``sim_wall_s`` and
+    ``sim_cycles_per_s``, wall times, build info.
     """
     from fusemax.sim.runner import build_root, run_cocotb
     from fusemax.sim.wrapper import SIM_TOP
 
+    if mode not in MODES:
+        raise FuseMaxError(f"simulation mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode == "native" and waves:
+        raise FuseMaxError("waves need the cocotb mode (the native harness does not trace)")
     say = progress or (lambda msg: None)
     if not 1 <= int(mem_ready_pct) <= 100:
         raise FuseMaxError(f"memory ready percentage must be in 1..100, got {mem_ready_pct}")
@@ -94,13 +104,22 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
     if program.layout.n_lines > (1 << config.mem_addr_width):
         raise FuseMaxError(f"program image ({program.layout.n_lines} lines) exceeds the memory of "
                            f"config {config.name}")
+    from fusemax.sim import waves as wv
+    wopts = wv.WaveOptions.of(waves)  # a directory or WaveOptions (window, scopes, depth)
+    wave_args = wv.build_args() if wopts else []
+    if wopts and os.environ.get("WAVES", "").strip().lower() in ("0", "no", "n", "off", "false"):
+        raise FuseMaxError("WAVES=0 in the environment turns tracing off; unset it to record waves")
     t0 = time.monotonic()
     say(f"generating Verilog for {config.name}")
-    verilog = design_verilog(config)
+    verilog = design_verilog(config, waves=wopts is not None)
     t_gen = time.monotonic() - t0
     say(f"building the Verilator model of {config.name} (cached per configuration)")
-    from fusemax.sim.runner import build_verilator
-    build = build_verilator(verilog, name=SIM_TOP, waves=bool(waves))
+    if mode == "native":
+        from fusemax.sim.native import build_native
+        build = build_native(verilog, top=SIM_TOP)
+    else:
+        from fusemax.sim.runner import build_verilator
+        build = build_verilator(verilog, name=SIM_TOP, waves=bool(wopts), build_args=wave_args)
 
     jobs = build_root() / "jobs"
     jobs.mkdir(parents=True, exist_ok=True)
@@ -118,17 +137,32 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
         (jdir / "job.json").write_text(json.dumps(job, indent=2))
         plusargs = [f"+fusemax_image={image}", f"+fusemax_dump={dump}", f"+fusemax_dump_lo={lo}",
                     f"+fusemax_dump_hi={hi}", f"+fusemax_ready_pct={int(mem_ready_pct)}"]
+        wave_dump = None
+        if wopts:
+            wopts.dir.mkdir(parents=True, exist_ok=True)
+            wave_dump = wopts.dir / wv.dump_name()
+            wave_dump.unlink(missing_ok=True)
+            plusargs += wv.plusargs(wopts, wave_dump, verilog)
+            say(wv.format_note() + f" into {wopts.dir}")
         say(f"simulating {len(program.instructions)} instructions, {program.schedule.tiles} tiles")
         t1 = time.monotonic()
         failure = None
         run = None
-        try:
-            run = run_cocotb(None, name=SIM_TOP, test_module=BENCH, verilog=verilog,
-                             test_dir_name=f"attention-{config.name}",
-                             extra_env={"FUSEMAX_JOB": str(jdir / "job.json")}, plusargs=plusargs,
-                             waves=bool(waves), seed=seed, timeout_s=timeout_s)
-        except AssertionError as exc:  # the bench failed (a hang) or died
-            failure = str(exc)
+        if mode == "native":
+            from fusemax.sim.native import run_native
+            failure = run_native(build, results=results, timeout_cycles=job["timeout_cycles"],
+                                 sched_base=job["sched_base"], csr_count=job["csr_count"],
+                                 plusargs=plusargs, cwd=jdir, timeout_s=timeout_s)
+        else:
+            try:
+                run = run_cocotb(None, name=SIM_TOP, test_module=BENCH, verilog=verilog,
+                                 test_dir_name=f"attention-{config.name}",
+                                 extra_env={"FUSEMAX_JOB": str(jdir / "job.json")},
+                                 plusargs=plusargs, waves=bool(wopts), seed=seed,
+                                 timeout_s=timeout_s, build_args=wave_args,
+                                 sim_trace=wopts is None)
+            except AssertionError as exc:  # the bench failed (a hang) or died
+                failure = str(exc)
         run_s = time.monotonic() - t1
         if not results.is_file():
             raise FuseMaxError(f"the simulation produced no results: {failure}")
@@ -140,14 +174,14 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
             lines = read_hex(dump, config.mem_lanes)
             if lines.shape[0] == hi - lo:
                 out_codes = program.decode_output(lines, base=lo)
-        wave_file = None
-        if waves and run is not None and run.waves is not None:
-            wdir = Path(waves)
-            wdir.mkdir(parents=True, exist_ok=True)
-            wave_file = wdir / run.waves.name
-            shutil.copy2(run.waves, wave_file)
+        wave_file = wave_info = None
+        if wopts and wave_dump.is_file():
+            say("writing the GTKWave layout from the dump's hierarchy")
+            wave_file, wave_info = wave_dump, wv.finish(wopts, wave_dump, config)
         csr = res["csr"]
+        sim_wall_s = float(res["sim_wall_s"])
         return {
+            "mode": mode,
             "timeout": bool(res["timeout"]),
             "timeout_cycles": int(timeout_cycles),
             "failure": failure,
@@ -157,7 +191,9 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
             "csr": csr,
             "counters": dict(zip(CSR_NAMES, csr)),
             "output_codes": out_codes,
-            "sim_wall_s": float(res["sim_wall_s"]),
+            "cycles": int(csr[0]),
+            "sim_wall_s": sim_wall_s,
+            "sim_cycles_per_s": int(csr[0]) / sim_wall_s if sim_wall_s > 0 else None,
             "run_s": run_s,
             "verilog_s": t_gen,
             "build_s": build.build_s,
@@ -165,6 +201,7 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
             "build_dir": str(build.build_dir),
             "test_dir": str(run.test_dir) if run is not None else None,
             "waves": str(wave_file) if wave_file else None,
+            "waves_info": wave_info,
         }
     finally:
         if not keep_dir and not os.environ.get("FUSEMAX_KEEP_JOBS"):
@@ -218,10 +255,11 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
              waves: str | Path | None = None, seed: int | None = None, *,
              mem_ready_pct: int = 100, progress: Progress | None = None,
              cascade: str = "attention-1pass", timeout_s: float | None = None,
-             max_mismatches: int = 8) -> dict:
+             max_mismatches: int = 8, mode: str = "cocotb") -> dict:
     """Run attention of ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) on the RTL of
     ``config`` and compare. Returns the report dict (see module docstring); the arrays are under
-    ``output`` (floats) and ``output_codes`` (integers)."""
+    ``output`` (floats) and ``output_codes`` (integers). ``mode``: see :func:`run_program`
+    (the report's ``mode`` and ``sim_cycles_per_s`` say which ran and how fast)."""
     from fusemax.sw.golden import attention_1pass, causal_mask, error_stats, reference_attention
 
     say = progress or (lambda msg: None)
@@ -236,7 +274,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     say("golden model")
     gold = attention_1pass(q, k, v, config, scale=program.scale, mask=mask)
     raw = run_program(config, program, waves=waves, seed=seed, mem_ready_pct=mem_ready_pct,
-                      timeout_s=timeout_s, progress=progress)
+                      timeout_s=timeout_s, progress=progress, mode=mode)
     say("comparing")
     c = raw["counters"]
     cycles = int(c["cycles"])
@@ -315,8 +353,10 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "wall_s": {"total": time.monotonic() - t0, "verilog": raw["verilog_s"],
                    "build": raw["build_s"], "run": raw["run_s"], "sim": raw["sim_wall_s"]},
         "built": raw["built"],
+        "mode": raw["mode"],
         "sim_cycles_per_s": cycles / raw["sim_wall_s"] if raw["sim_wall_s"] > 0 else None,
         "waves": raw["waves"],
+        "waves_info": raw.get("waves_info"),
         "build_dir": raw["build_dir"],
         "output": out,
         "output_codes": out_codes,
@@ -370,5 +410,6 @@ def summary_text(report: dict) -> str:
     w = report["wall_s"]
     rate = report["sim_cycles_per_s"]
     lines.append(f"wall {w['total']:.1f} s (build {w['build']:.1f} s{'' if report['built'] else ', cached'}, "
-                 f"simulation {w['sim']:.2f} s" + (f", {rate / 1e3:.0f} k cycles/s" if rate else "") + ")")
+                 f"simulation {w['sim']:.2f} s" + (f", {report['mode']}" if report.get("mode") else "")
+                 + (f", {rate / 1e3:.0f} k cycles/s" if rate else "") + ")")
     return "\n".join(lines)

@@ -50,6 +50,7 @@ __all__ = [
     "TestCaseResult",
     "build_root",
     "build_verilator",
+    "cached_build",
     "run_cocotb",
     "top_ports",
 ]
@@ -331,24 +332,14 @@ def build_verilator(
     elif trace == "vcd":
         args += ["--trace", "--trace-structs"]
     key = _build_key(verilog, vlt, args, trace)
-    root = build_root() / "verilator"
-    bdir = root / f"{name}-{key[:12]}"
-    done = bdir / ".fusemax-build-ok"
-    if done.is_file():
-        return Build(name, bdir, trace, built=False, build_s=0.0)
 
-    with _flock(root / f".{name}-{key[:12]}.lock"):
-        if done.is_file():  # somebody else built it while we waited
-            return Build(name, bdir, trace, built=False, build_s=0.0)
-        if bdir.exists():  # an interrupted build: start clean
-            shutil.rmtree(bdir)
+    def build(bdir: Path) -> dict:
         src = bdir / "src"
         src.mkdir(parents=True)
         (src / f"{name}.v").write_text(verilog)
         (src / "public.vlt").write_text(vlt)
         log = bdir / "build.log"
         runner = _cocotb_runner_class()(extra_env={}, timeout_s=None)
-        t0 = time.monotonic()
         try:
             runner.build(
                 # the .vlt must not be last: cocotb takes the language from the last source
@@ -365,23 +356,41 @@ def build_verilator(
                 f"Verilator build of {name!r} failed ({exc}); {toolchain.describe()}.\n"
                 f"log: {log}\n{_tail(log)}"
             ) from None
+        return {"name": name, "build_args": args, "make_vars": MAKE_VARS, "waves": trace,
+                "verilator": tool.version}
+
+    bdir, built, build_s = cached_build(name, key, build)
+    return Build(name, bdir, trace, built=built, build_s=build_s)
+
+
+def cached_build(stem: str, key: str, build) -> tuple[Path, bool, float]:
+    """The build cache: ``build_root()/verilator/<stem>-<key[:12]>/``, made once per ``key``.
+
+    Reuses a finished directory (marked ``.fusemax-build-ok``); otherwise, under a lock file
+    (concurrent builds of the same key wait for each other), starts it clean, calls
+    ``build(bdir)`` (which raises on failure and returns a dict for ``build.json``), writes
+    ``build.json`` (plus ``hash`` and ``build_s``) and the marker. Returns
+    ``(bdir, built, build_s)``; ``built`` is False and ``build_s`` 0.0 for a reused build.
+    """
+    root = build_root() / "verilator"
+    bdir = root / f"{stem}-{key[:12]}"
+    done = bdir / ".fusemax-build-ok"
+    if done.is_file():
+        return bdir, False, 0.0
+
+    with _flock(root / f".{stem}-{key[:12]}.lock"):
+        if done.is_file():  # somebody else built it while we waited
+            return bdir, False, 0.0
+        if bdir.exists():  # an interrupted build: start clean
+            shutil.rmtree(bdir)
+        bdir.mkdir(parents=True)
+        t0 = time.monotonic()
+        info = dict(build(bdir))
         build_s = time.monotonic() - t0
-        (bdir / "build.json").write_text(
-            json.dumps(
-                {
-                    "name": name,
-                    "hash": key,
-                    "build_args": args,
-                    "make_vars": MAKE_VARS,
-                    "waves": trace,
-                    "verilator": tool.version,
-                    "build_s": round(build_s, 2),
-                },
-                indent=2,
-            )
-        )
+        info.update({"hash": key, "build_s": round(build_s, 2)})
+        (bdir / "build.json").write_text(json.dumps(info, indent=2))
         done.write_text(key + "\n")
-    return Build(name, bdir, trace, built=True, build_s=build_s)
+    return bdir, True, build_s
 
 
 @contextlib.contextmanager
@@ -439,6 +448,7 @@ def run_cocotb(
     build_args: Sequence[str] = (),
     verilog: str | None = None,
     plusargs: Sequence[str] = (),
+    sim_trace: bool = True,
 ) -> RunResult:
     """Build ``component`` with Verilator (once per configuration) and run a cocotb test module.
 
@@ -464,6 +474,10 @@ def run_cocotb(
             is then the wrapper, and ``component`` may be None).
         plusargs: simulator plusargs, e.g. ``["+fusemax_image=/path/image.hex"]`` (not part of
             the build hash).
+        sim_trace: with ``waves``, let the simulator's main trace everything into
+            ``dump.fst``/``dump.vcd`` from time 0 (cocotb's ``--trace``). False builds with
+            tracing but leaves opening a dump to the design (:mod:`fusemax.sim.waves`: a window
+            of cycles, a part of the hierarchy); ``RunResult.waves`` is then None.
 
     Returns:
         A :class:`RunResult`.
@@ -499,7 +513,7 @@ def run_cocotb(
                 test_dir=test_dir,
                 testcase=testcase,
                 seed=seed,
-                waves=bool(build.waves),
+                waves=bool(build.waves) and sim_trace,
                 results_xml=str(results_xml),
                 plusargs=list(plusargs),
                 log_file=log,

@@ -26,14 +26,34 @@ def register(subparsers) -> None:
         "against float64 and the wall times. Exit status 1 if the RTL is not bit-exact or its "
         f"flags differ from the golden's. Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax sim attention-1pass --config small --inputs in.npz --out out.npz "
-                "--report report.json",
+                "--report report.json\n  "
+                "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
+                "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
     )
     p.add_argument("cascade", metavar="CASCADE", help="cascade name (attention-1pass)")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
     p.add_argument("--report", metavar="REPORT.json", help="write the full report as JSON")
-    p.add_argument("--waves", metavar="DIR", help="trace (FST, VCD without lz4/zlib) into DIR")
+    p.add_argument("--waves", metavar="DIR",
+                   help="trace into DIR: dump.fst (dump.vcd without lz4/zlib), waves.gtkw (a "
+                        "GTKWave layout made from the dump's hierarchy) and its filter files; "
+                        "open the last one with scripts/waves.sh")
+    p.add_argument("--waves-window", metavar="START:END", default=None,
+                   help="trace only cycles [START, END) counted from the start pulse "
+                        "(100:500, 100: or :500)")
+    p.add_argument("--waves-scope", metavar="PATTERN[,...]", default=None,
+                   help="trace only these instances (glob over instance paths below the DUT, e.g. "
+                        "seq, 'array1d.lane_c*', 'array2d.pe_r0_*'; PATTERN:LEVELS for fewer "
+                        "levels), plus the overview the layout and timeline need")
+    p.add_argument("--waves-depth", metavar="N", type=int, default=None,
+                   help="trace N levels below fusemax_sim (1: clock, control, memory bus; 3: the "
+                        "blocks' own signals; ...), plus the overview")
+    p.add_argument("--timeline", metavar="PNG", default=None,
+                   help="Gantt chart of the Einsums on the 2D and 1D arrays over the cycles, from "
+                        "the dump (without --waves: a minimal dump in a temporary directory)")
+    p.add_argument("--timeline-window", metavar="START:END", default=None,
+                   help="cycles the timeline shows (default: all dumped)")
     p.add_argument("--seed", type=int, default=None,
                    help="random seed of the simulation (cocotb) run")
     p.add_argument("--causal", action="store_true",
@@ -43,6 +63,9 @@ def register(subparsers) -> None:
                    help="memory accepts a request in about PCT %% of the cycles (default 100)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="kill the simulator after this many seconds")
+    p.add_argument("--native", action="store_true",
+                   help="run under a Verilator C++ harness instead of cocotb (no Python in the "
+                        "simulation loop; same results and report; no --waves)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_sim)
 
@@ -66,18 +89,83 @@ def cmd_sim(args: argparse.Namespace) -> int:
             status.update(f"fusemax sim ({config.name}): {msg}")
             console.log(msg)
 
-        report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=args.waves,
+        waves = _wave_options(args)
+        report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
                           seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
-                          timeout_s=args.timeout)
+                          timeout_s=args.timeout, mode="native" if args.native else "cocotb")
     codes = report["output_codes"]
     if codes is not None:
         save_attention_output(args.out, report["output"], had_batch,
                               extra={"O_codes": codes if had_batch else codes[0, 0]})
     data = report_json(report)
     data["out"] = args.out if codes is not None else None
+    extra = _after_waves(args, report, data, waves)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(data, indent=2) + "\n")
-    emit(args, data, summary_text(report) + (f"\nwrote {args.out}" if codes is not None else ""))
+    emit(args, data, summary_text(report) + extra + (f"\nwrote {args.out}" if codes is not None else ""))
     ok = report["bit_exact"] and report["flags_match"] and not report["timeout"]
     return 0 if ok else 1
+
+
+def _wave_options(args: argparse.Namespace):
+    """WaveOptions from --waves* / --timeline (None: no trace)."""
+    from fusemax.sim.waves import WaveOptions, parse_window
+
+    limits = [o for o, v in (("--waves-window", args.waves_window), ("--waves-scope", args.waves_scope),
+                             ("--waves-depth", args.waves_depth)) if v is not None]
+    if limits and not (args.waves or args.timeline):
+        raise FuseMaxError(f"{', '.join(limits)} need --waves DIR (or --timeline PNG)")
+    if args.timeline_window is not None and not args.timeline:
+        raise FuseMaxError("--timeline-window needs --timeline PNG")
+    parse_window(args.timeline_window)  # check it before the run
+    if not (args.waves or args.timeline):
+        return None
+    if getattr(args, "native", False):
+        raise FuseMaxError("--waves and --timeline need the cocotb run (not --native)")
+    if args.waves:
+        return WaveOptions(Path(args.waves), window=parse_window(args.waves_window),
+                           scopes=tuple((args.waves_scope or "").split(",")), depth=args.waves_depth)
+    import tempfile
+
+    # --timeline alone: the smallest dump that has the activity signals, not recorded as the last run
+    return WaveOptions(Path(tempfile.mkdtemp(prefix="fusemax-timeline-")),
+                       window=parse_window(args.waves_window), depth=args.waves_depth or 1,
+                       scopes=tuple((args.waves_scope or "").split(",")), record=False)
+
+
+def _after_waves(args: argparse.Namespace, report: dict, data: dict, waves) -> str:
+    """The timeline (--timeline) and the text about the waves; cleans a temporary dump."""
+    import shutil
+
+    from fusemax.sim.waves import parse_window
+
+    text = ""
+    try:
+        info = report.get("waves_info")
+        if args.waves and info:
+            text += (f"\nwaves: {info['dump']} ({info['bytes'] / 1e6:.2f} MB), layout {info['gtkw']}"
+                     f"\n  open: scripts/waves.sh   (or: {info['open']})")
+        if args.timeline:
+            if not report.get("waves"):
+                raise FuseMaxError("no dump to draw the timeline from (the run produced none)")
+            from fusemax.sim.timeline import gantt, read_activity
+
+            act = read_activity(report["waves"])
+            tl = gantt(act, args.timeline, window=parse_window(args.timeline_window),
+                       title=f"{report['config']} ({report['array']['rows']}x{report['array']['cols']})")
+            full = waves.window is None
+            want = {k: int(v) for k, v in report["einsum_cycles"].items()}
+            tl["matches_counters"] = (act.busy_cycles() == want) if full else None
+            data["timeline"] = tl
+            text += f"\ntimeline: wrote {args.timeline} (cycles {tl['window'][0]}..{tl['window'][1] - 1})"
+            if full:
+                text += ("; per-Einsum cycles in the dump match the RTL counters" if tl["matches_counters"]
+                         else f"; WARNING: per-Einsum cycles in the dump {act.busy_cycles()} differ from "
+                              f"the RTL counters {want}")
+    finally:
+        if waves is not None and not waves.record:
+            shutil.rmtree(waves.dir, ignore_errors=True)
+            data["waves"] = None
+            data.pop("waves_info", None)
+    return text

@@ -17,15 +17,23 @@ from __future__ import annotations
 
 from fusemax.config import FuseMaxConfig
 
-__all__ = ["wrapper_verilog", "TOP", "SIM_TOP", "SIM_PORTS"]
+__all__ = ["wrapper_verilog", "TOP", "SIM_TOP", "SIM_PORTS", "DUT", "WAVES_CYCLE"]
 
 TOP = "fusemax_top"
 SIM_TOP = "fusemax_sim"
 SIM_PORTS = ("clk", "rst", "start", "sched_base", "done", "busy", "error", "csr_addr", "csr_data")
+#: Instance name of ``fusemax_top`` inside ``fusemax_sim``.
+DUT = "dut"
+#: The waves control's cycle counter (waves builds only): cycles since the start pulse, -1 before.
+WAVES_CYCLE = "waves_cycle"
 
 
-def wrapper_verilog(config: FuseMaxConfig) -> str:
-    """Verilog text of ``ext_mem`` and ``fusemax_sim`` for ``config`` (deterministic)."""
+def wrapper_verilog(config: FuseMaxConfig, *, waves: bool = False) -> str:
+    """Verilog text of ``ext_mem`` and ``fusemax_sim`` for ``config`` (deterministic).
+
+    ``waves``: add the waveform control of :mod:`fusemax.sim.waves` to ``fusemax_sim`` (plusargs
+    ``+fusemax_waves=PATH``, ``+fusemax_waves_from/_to=CYCLE``, ``+fusemax_waves_scopes=...``);
+    it imports DPI-C functions, so the build must compile ``fusemax.sim.waves.dpi_source()``."""
     aw = config.mem_addr_width
     dw = config.mem_line_bits
     lat = config.mem_latency
@@ -111,7 +119,7 @@ module {SIM_TOP} (
     wire [{aw - 1}:0]   mem_req_addr;
     wire [{dw - 1}:0] mem_req_wdata, mem_rsp_data;
 
-    {TOP} dut (
+    {TOP} {DUT} (
         .clk(clk),
         .rst(rst),
         .start(start),
@@ -142,5 +150,50 @@ module {SIM_TOP} (
         .rsp_data(mem_rsp_data),
         .dump(done)
     );
-endmodule
+{_waves_control() if waves else ""}endmodule
+"""
+
+
+def _waves_control() -> str:
+    """The waveform control block of ``fusemax_sim`` (see :mod:`fusemax.sim.waves`)."""
+    return f"""
+    // ---- waveform control (fusemax.sim.waves; waves builds only) ----
+    // +fusemax_waves=PATH opens the dump through the DPI-C functions of fusemax.sim.waves,
+    // +fusemax_waves_from=N / +fusemax_waves_to=M keep cycles [N, M) counted from the start pulse
+    // ({WAVES_CYCLE}), +fusemax_waves_scopes=SCOPE:LEVELS,... keeps parts of the hierarchy.
+    // (Verilator 5.048 ignores $dumpoff, so the window's end needs the DPI close.)
+    import "DPI-C" context function int fusemax_waves_open(input string path, input string scopes);
+    import "DPI-C" context function void fusemax_waves_close();
+    string waves_path, waves_scopes;
+    reg waves_on, waves_opened, waves_closed;
+    reg signed [63:0] waves_from, waves_to, {WAVES_CYCLE}, waves_next;
+    integer waves_rc;
+
+    initial begin
+        waves_on = $value$plusargs("fusemax_waves=%s", waves_path);
+        if (!$value$plusargs("fusemax_waves_scopes=%s", waves_scopes)) waves_scopes = "";
+        if (!$value$plusargs("fusemax_waves_from=%d", waves_from)) waves_from = -1;
+        if (!$value$plusargs("fusemax_waves_to=%d", waves_to)) waves_to = -1;
+        {WAVES_CYCLE} = -1;
+        waves_opened = 1'b0;
+        waves_closed = 1'b0;
+        if (waves_on) $dumpfile(waves_path);  // also makes Verilator generate the dumper
+        if (waves_on && waves_from < 0) begin
+            waves_rc = fusemax_waves_open(waves_path, waves_scopes);
+            waves_opened = 1'b1;
+        end
+    end
+
+    always @(posedge clk) begin
+        waves_next = start ? 64'sd0 : ({WAVES_CYCLE} < 0 ? {WAVES_CYCLE} : {WAVES_CYCLE} + 64'sd1);
+        {WAVES_CYCLE} <= waves_next;
+        if (waves_on && !waves_opened && waves_next == waves_from) begin
+            waves_rc = fusemax_waves_open(waves_path, waves_scopes);
+            waves_opened = 1'b1;
+        end
+        if (waves_on && waves_opened && !waves_closed && waves_to >= 0 && waves_next == waves_to) begin
+            fusemax_waves_close();
+            waves_closed = 1'b1;
+        end
+    end
 """

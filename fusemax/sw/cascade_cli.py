@@ -63,9 +63,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         passes = {r: x.passes for r, x in analyse_passes(checked).items()}
         rows.append({"name": name, "title": checked.cascade.title, "passes": passes})
     width = max(len(r["name"]) for r in rows)
-    text = "\n".join(
-        f"{r['name']:<{width}}  {' '.join(f'{k}:{v}' for k, v in r['passes'].items()):<16}  "
-        f"{r['title']}" for r in rows)
+    passes = [" ".join(f"{k}:{v}" for k, v in r["passes"].items()) for r in rows]
+    pwidth = max(16, *(len(x) for x in passes))
+    text = "\n".join(f"{r['name']:<{width}}  {p:<{pwidth}}  {r['title']}"
+                     for r, p in zip(rows, passes))
     emit(args, rows, text)
     return 0
 

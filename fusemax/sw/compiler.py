@@ -396,6 +396,12 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     emit("CAUSAL", "causal: query p sees key m <= p + M - P" if causal else "no causal mask",
          enable=int(causal))
     skipped = 0
+    chunk = 0  # chunks loaded so far: slots rotate across blocks
+
+    def slot_of(n: int) -> int:
+        return n % sf.KV_SLOTS
+
+    blocks = []
     for b in range(s.B):
         for h in range(s.H):
             for i in range(P2):
@@ -403,27 +409,48 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                 p_lo, p_hi = i * cols, min(s.P, (i + 1) * cols)
                 T = tiles_per_block[i]
                 skipped += M1 - T
-                emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}, reset RM/RD/RNV",
-                     addr=layout.q_addr(b, h, i), p_base=p_lo)
+                blocks.append((b, h, i, where, p_lo, p_hi, T))
+    # Per block: LDQ and the first three K/V loads are issued before the previous block's AV, so
+    # they overlap its drain and divides (the Q buffer is free once the last BQK has read it).
+    for n, (b, h, i, where, p_lo, p_hi, T) in enumerate(blocks):
+        base = chunk
 
-                def ldkv(j: int) -> None:
-                    emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) -> slot {j % sf.KV_SLOTS}",
-                         addr=layout.kv_addr(b, h, j), slot=j % sf.KV_SLOTS)
+        def ldkv(j: int) -> None:
+            emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
+                 f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, j), slot=slot_of(base + j))
 
-                for j in range(min(T, sf.KV_SLOTS)):
-                    ldkv(j)
-                for j in range(T):
-                    emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
-                         f"x queries {p_lo}..{p_hi - 1}", slot=j % sf.KV_SLOTS, m_base=j * rows,
-                         serial=serial)
-                    # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts
-                    if j >= 1 and j + 2 < T:
-                        ldkv(j + 2)
-                note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
-                if T < M1:
-                    note += (f" (causal: {M1 - T} masked tile{'s' if M1 - T != 1 else ''} skipped"
-                             + (", no key visible: RD = 0, output 0" if T == 0 else "") + ")")
-                emit("AV", note, addr=layout.out_addr(b, h, i))
+        if n == 0:
+            emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}", addr=layout.q_addr(b, h, i), p_base=p_lo)
+            for j in range(min(T, sf.KV_SLOTS)):
+                ldkv(j)
+        for j in range(T):
+            emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
+                 f"x queries {p_lo}..{p_hi - 1}" + ("; first of the block: reset RM, RD" if j == 0 else ""),
+                 slot=slot_of(base + j), m_base=j * rows, serial=serial, first=int(j == 0))
+            # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts
+            if j >= 1 and j + 2 < T:
+                ldkv(j + 2)
+        chunk += T
+
+        def prefetch_next() -> None:
+            nb, nh, ni, nwhere, np_lo, np_hi, nT = blocks[n + 1]
+            emit("LDQ", f"{nwhere}: Q of queries {np_lo}..{np_hi - 1} (staged for its first TILE)",
+                 addr=layout.q_addr(nb, nh, ni), p_base=np_lo)
+            for j in range(min(nT, sf.KV_SLOTS)):
+                emit("LDKV", f"{nwhere}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
+                     f"-> slot {slot_of(chunk + j)}", addr=layout.kv_addr(nb, nh, j), slot=slot_of(chunk + j))
+
+        # the next block's loads go before this block's AV, which they overlap -- unless this
+        # block has no tile: its AV takes the staged p_base, so the next LDQ must wait
+        if n + 1 < len(blocks) and T > 0:
+            prefetch_next()
+        note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
+        if T < M1:
+            note += (f" (causal: {M1 - T} masked tile{'s' if M1 - T != 1 else ''} skipped"
+                     + (", no key visible: reset the state first: RD = 0, output 0" if T == 0 else "") + ")")
+        emit("AV", note, addr=layout.out_addr(b, h, i), first=int(T == 0))
+        if n + 1 < len(blocks) and T == 0:
+            prefetch_next()
     emit("END", "wait for stores, raise done")
     assert len(ins) == n_instr
     return Schedule(config, s, bool(causal), ins, notes, layout, cascade="attention-1pass",

@@ -79,7 +79,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
     slots = [None] * sf.KV_SLOTS  # each: (K [E, R], V [F, R]) int64
     per_line = sf.insns_per_line(lanes)
-    p_base = 0
+    p_base = p_staged = 0
     RM = np.zeros(C, np.int64)
     RMv = np.zeros(C, bool)
     RD = np.zeros(C, np.int64)
@@ -132,16 +132,18 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             causal = bool(a["enable"])
         elif op in ("LDQ", "LDKV", "TILE", "AV") and not shape_ok:
             return stop("shape", pc, f"{op} before SHAPE")
-        elif op == "LDQ":
+        elif op == "LDQ":  # load Q, stage p_base for the block's first TILE (or AV)
             qbuf[:E] = read(a["addr"], E)[:, :C]
-            p_base = a["p_base"]
+            p_staged = a["p_base"]
+        elif op in ("LDKV", "TILE") and a["slot"] >= sf.KV_SLOTS:
+            return stop("opcode", pc, f"{op} names slot {a['slot']}; there are {sf.KV_SLOTS}")
+        if op in ("TILE", "AV") and shape_ok and a["first"]:  # a new query block: empty state
+            p_base = p_staged
             RMv[:] = False
             RM[:] = 0
             RD[:] = 0
             RNV[:] = 0
-        elif op in ("LDKV", "TILE") and a["slot"] >= sf.KV_SLOTS:
-            return stop("opcode", pc, f"{op} names slot {a['slot']}; there are {sf.KV_SLOTS}")
-        elif op == "LDKV":
+        if op == "LDKV":
             kv = read(a["addr"], E + F)
             slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())
         elif op == "TILE":

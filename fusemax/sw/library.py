@@ -10,9 +10,13 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw.cascade.check import CheckedCascade, check_cascade
 from fusemax.sw.cascade.syntax import parse_cascade
 
-#: The order ``fusemax cascade list`` shows them in: the paper's order.
+#: The order ``fusemax cascade list`` shows them in: the paper's order, then the attention
+#: variants ("Beyond softmax", docs/variants.md) in the order of that page.
 BUILTIN_ORDER = ["pedagogical-1", "pedagogical-2", "pedagogical-3",
-                 "attention-3pass", "attention-2pass", "attention-1pass"]
+                 "attention-3pass", "attention-2pass", "attention-1pass",
+                 "attention-softmax1", "attention-kbias", "attention-kvbias",
+                 "sigmoid-nonorm", "sigmoid-norm", "attention-entropy", "act-calibration",
+                 "flowformer", "flowformer-causal", "attention-local", "attention-routing"]
 
 
 def _library_dir():

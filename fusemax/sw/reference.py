@@ -9,6 +9,11 @@ nothing wrote it. Emptiness propagates by the merge operator of each map:
 * ``-``, ``*`` and functions (``exp``...) merge by intersection (∩): empty if any operand is;
 * ``/`` merges by ← : empty where the divisor is empty *or zero* (so Cascade 3's first step,
   RY[1]/RY[0] with RY[0] = 0, drops out exactly as the paper's notation says);
+* ``−∞ − y = −∞`` for every y, −∞ included: −∞ is the running max that has seen no key yet,
+  so its correction factor e^{RM[m1] − RM[m1+1]} is 0 even while RM[m1+1] is still −∞ (a
+  chunk whose keys a mask hides entirely), as the hardware's valid flag makes it;
+* ``idx(m+1)`` is the coordinate as a number (always present);
+* ``clamp``, ``step``, ``select`` and the other functions merge by intersection;
 * reductions skip empty coordinates; a reduction over nothing is empty.
 
 Every batch dimension (B, H) rides along in front of each tensor. Iterative ranks run step by
@@ -17,6 +22,7 @@ step (the loop of the ⋄ condition); everything else is vectorised over its who
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +30,9 @@ import numpy as np
 from fusemax.sw.cascade.check import (
     CheckedCascade, einsum_vars, evaluate_cond, evaluate_index, evaluate_scalar,
 )
-from fusemax.sw.cascade.ir import Access, Bin, Call, Einsum, Expr, Neg, Num, SizeRef, rank_of
+from fusemax.sw.cascade.ir import (
+    Access, Bin, Call, Einsum, Expr, Index, Neg, Num, SizeRef, rank_of,
+)
 from fusemax.sw.cascade.printer import format_einsum
 from fusemax.sw.cascade.syntax import CascadeError
 
@@ -32,6 +40,7 @@ _FUNCTIONS = {
     "exp": np.exp, "exp2": np.exp2, "log": np.log, "log2": np.log2, "sqrt": np.sqrt,
     "recip": lambda x: 1.0 / x, "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)), "tanh": np.tanh,
     "abs": np.abs, "relu": lambda x: np.maximum(x, 0.0),
+    "step": lambda x: (np.asarray(x) > 0).astype(np.float64),
 }
 _REDUCE_IDENTITY = {"+": 0.0, "*": 1.0, "max": -np.inf, "min": np.inf}
 _REDUCE = {"+": np.sum, "*": np.prod, "max": np.max, "min": np.min}
@@ -40,9 +49,13 @@ _REDUCE = {"+": np.sum, "*": np.prod, "max": np.max, "min": np.min}
 def apply_function(fn: str, args: list):
     """Apply a map function by name (the ones :data:`check.FUNCTIONS` lists)."""
     if fn == "max":
-        return np.maximum.reduce(args)
+        return functools.reduce(np.maximum, args)  # operands may broadcast against each other
     if fn == "min":
-        return np.minimum.reduce(args)
+        return functools.reduce(np.minimum, args)
+    if fn == "clamp":
+        return np.minimum(np.maximum(args[0], args[1]), args[2])
+    if fn == "select":
+        return np.where(np.asarray(args[0]) != 0, args[1], args[2])
     return _FUNCTIONS[fn](args[0])
 
 
@@ -103,6 +116,9 @@ class _Evaluator:
             return np.float64(expr.value), np.bool_(True)
         if isinstance(expr, SizeRef):
             return np.float64(self.sizes[expr.rank]), np.bool_(True)
+        if isinstance(expr, Index):
+            value = np.asarray(evaluate_index(expr.expr, env, self.sizes), dtype=np.float64)
+            return value, np.bool_(True)
         if isinstance(expr, Neg):
             v, p = self.value(expr.operand, env, nvars)
             return -v, p
@@ -111,8 +127,8 @@ class _Evaluator:
             b, pb = self.value(expr.right, env, nvars)
             if expr.op == "+":
                 return np.where(pa, a, 0.0) + np.where(pb, b, 0.0), pa | pb
-            if expr.op == "-":
-                return a - b, pa & pb
+            if expr.op == "-":  # −∞ − y = −∞: the empty running max (see the module doc)
+                return np.where(np.isneginf(a), -np.inf, a - b), pa & pb
             if expr.op == "*":
                 return a * b, pa & pb
             nonzero = b != 0

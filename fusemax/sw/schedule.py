@@ -9,8 +9,9 @@ An instruction is 64 bits; the opcode sits in bits [63:58]; each field is a bit 
 ``16 * mem_lanes`` bits holds :func:`insns_per_line` instructions, the first in the low bits.
 
 Version 2 (the FuseMax binding) over version 1: three K/V slots (``slot`` is 2 bits), TILE's
-``serial`` bit (run this tile alone: the +Architecture ablation), and several instructions per
-memory line.
+``serial`` bit (run this tile alone: the +Architecture ablation), LDQ in the background with
+the block's state reset moved to the first TILE (or AV) of the block (``first``), and several
+instructions per memory line.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
     Opcode("MASK", 0x03, {"M": (0, 29), "P": (29, 29)}, "keys M and queries P of the workload"),
     Opcode("CAUSAL", 0x04, {"enable": (0, 1)}, "causal mask: key m visible to query p iff m <= p + M - P"),
     Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
-           "load a query block (E lines) and reset the running state"),
+           "load a query block (E lines) in the background and stage its first query p_base"),
     Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 2)},
            "load a K/V chunk (E + F lines) into a buffer slot (0..2), in the background"),
-    Opcode("TILE", 0x12, {"serial": (0, 1), "slot": (26, 2), "m_base": (28, 30)},
+    Opcode("TILE", 0x12, {"serial": (0, 1), "first": (1, 1), "slot": (26, 2), "m_base": (28, 30)},
            "one rows x cols tile: BQK, LM, RM, PRM, SLN, SLD, RD, SLNV, RNV; serial = 1 runs it "
-           "alone (no overlap with the tiles around it)"),
-    Opcode("AV", 0x20, {"addr": (0, 26)}, "divide RNV by RD and store the block's output (F lines)"),
+           "alone (no overlap with the tiles around it); first = 1 starts a query block: reset "
+           "RM and RD, make the staged p_base current"),
+    Opcode("AV", 0x20, {"addr": (0, 26), "first": (26, 1)},
+           "divide RNV by RD and store the block's output (F lines); first = 1 (a block with no "
+           "tile) resets the state and takes the staged p_base first"),
     Opcode("END", 0x3F, {}, "finish: wait for stores, raise done"),
 ]}
 BY_CODE: dict[int, Opcode] = {op.code: op for op in OPCODES.values()}

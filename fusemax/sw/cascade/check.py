@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from fusemax.sw.cascade.ir import (
     Access, Bin, Call, Cascade, Cond, Einsum, Expr, IBin, IExpr, INum, ISize, IVar, Neg, Num,
-    Pos, SizeRef, Slot, Stop, accesses, isizes, ivars, rank_of,
+    Pos, SizeRef, Slot, Stop, accesses, index_values, isizes, ivars, rank_of,
 )
 from fusemax.sw.cascade.syntax import CascadeError
 
@@ -31,6 +31,9 @@ from fusemax.sw.cascade.syntax import CascadeError
 FUNCTIONS: dict[str, int | None] = {
     "exp": 1, "exp2": 1, "log": 1, "log2": 1, "sqrt": 1, "recip": 1, "sigmoid": 1, "tanh": 1,
     "abs": 1, "relu": 1, "max": None, "min": None,
+    "clamp": 3,   # clamp(x, lo, hi) = min(max(x, lo), hi), empty where x is
+    "step": 1,    # step(x) = 1 where x > 0, else 0 (comparisons: step(a - b) is a > b)
+    "select": 3,  # select(c, a, b) = a where c != 0, else b
 }
 
 
@@ -85,12 +88,18 @@ class CheckedCascade:
 
 
 def einsum_vars(s: Einsum) -> list[str]:
+    """The variables an Einsum walks: its output's, then those of its tensor reads, then those
+    only its coordinate values (``idx(m)``) name."""
     out = [slot.var for slot in s.lhs if slot.fixed is None]
     for access in accesses(s.rhs):
         for slot in access.slots:
             for v in ivars(slot.expr):
                 if v not in out:
                     out.append(v)
+    for index in index_values(s.rhs):
+        for v in ivars(index.expr):
+            if v not in out:
+                out.append(v)
     return out
 
 
@@ -313,6 +322,13 @@ def check_cascade(cascade: Cascade, text: str | None = None) -> CheckedCascade:
                     raise fail(f"{a.tensor}[{slot.expr.name}] is read at {slot.expr.name}=0 but "
                                f"{a.tensor} has no initial value; add '{a.tensor}[{slot.expr.name}"
                                f"=0, ...] = ...' under Initialization:", slot.pos)
+        for index in index_values(s.rhs):
+            for size in isizes(index.expr):
+                if size.rank not in sized:
+                    raise fail(f"{size.rank} has no size: it is not a rank of an input, a "
+                               f"partition or a param", size.pos)
+            for v in ivars(index.expr):
+                check_rank_size(v, index.pos)
         _check_calls(s.rhs, fail)
         rhs_only = [v for v in einsum_vars(s) if v not in lhs_vars]
         for action in s.actions:

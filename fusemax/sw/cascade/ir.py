@@ -158,7 +158,17 @@ class SizeRef:
     pos: Pos = field(default=NOWHERE, compare=False)
 
 
-Expr = Union[Access, Num, Call, Bin, Neg, SizeRef]
+@dataclass(frozen=True)
+class Index:
+    """A coordinate used as a value: ``idx(m+1)`` is the number m + 1 at each point of the
+    iteration space, ``idx(M-m)`` the keys from m to the end, ``idx(P)`` a rank size. The
+    variables it names are walked by the Einsum like those of its tensor reads."""
+
+    expr: IExpr
+    pos: Pos = field(default=NOWHERE, compare=False)
+
+
+Expr = Union[Access, Num, Call, Bin, Neg, SizeRef, Index]
 
 
 # ---------------------------------------------------------------- statements
@@ -372,6 +382,19 @@ def accesses(expr: Expr) -> list[Access]:
         return accesses(expr.operand)
     if isinstance(expr, Call):
         return [a for arg in expr.args for a in accesses(arg)]
+    return []
+
+
+def index_values(expr: Expr) -> list[Index]:
+    """Every coordinate used as a value (``idx(...)``) in a value expression, left to right."""
+    if isinstance(expr, Index):
+        return [expr]
+    if isinstance(expr, Bin):
+        return index_values(expr.left) + index_values(expr.right)
+    if isinstance(expr, Neg):
+        return index_values(expr.operand)
+    if isinstance(expr, Call):
+        return [i for arg in expr.args for i in index_values(arg)]
     return []
 
 

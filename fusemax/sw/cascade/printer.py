@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 from fusemax.sw.cascade.ir import (
-    Access, Action, Bin, Call, Cascade, Comment, Cond, Einsum, Expr, IBin, IExpr, INum, ISize,
-    IVar, LhsSlot, Neg, Num, Param, Partition, Prescale, SizeRef, Slot, Stop, TensorDecl,
+    Access, Action, Bin, Call, Cascade, Comment, Cond, Einsum, Expr, IBin, IExpr, Index, INum,
+    ISize, IVar, LhsSlot, Neg, Num, Param, Partition, Prescale, SizeRef, Slot, Stop, TensorDecl,
 )
 
 _GLYPHS = {"*": "×", "/": "÷", "<>": "⋄", "<=": "≤", ">=": "≥", "!=": "≠", "/\\": "⋀",
@@ -75,6 +75,8 @@ class _Printer:
             return f"({text})" if e.value < 0 and prec > 0 else text
         if isinstance(e, SizeRef):
             return e.rank
+        if isinstance(e, Index):
+            return f"idx({self.iexpr(e.expr)})"
         if isinstance(e, Call):
             if self.unicode and e.fn == "exp" and len(e.args) == 1:
                 return f"e^{{{self.expr(e.args[0])}}}"

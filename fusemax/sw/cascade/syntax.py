@@ -32,8 +32,9 @@ from dataclasses import dataclass
 
 from fusemax.errors import FuseMaxError
 from fusemax.sw.cascade.ir import (
-    Access, Action, Bin, Call, Cascade, Comment, Cond, Einsum, Expr, IBin, IExpr, INum, ISize,
-    IVar, LhsSlot, Neg, Num, Param, Partition, Pos, Prescale, SizeRef, Slot, Stop, TensorDecl,
+    Access, Action, Bin, Call, Cascade, Comment, Cond, Einsum, Expr, IBin, IExpr, Index, INum,
+    ISize, IVar, LhsSlot, Neg, Num, Param, Partition, Pos, Prescale, SizeRef, Slot, Stop,
+    TensorDecl,
 )
 
 #: Paper glyphs and the ASCII token each one stands for.
@@ -300,6 +301,14 @@ class _LineParser:
             arg = self.expr(sizes)
             self.expect(close, repr(close))
             return Call("exp", (arg,), tok.pos)
+        if tok.value == "idx" and self.at("("):  # a coordinate used as a value: idx(m+1)
+            if sizes:
+                raise self.error("a prescale factor may use rank sizes and numbers, not idx(...)",
+                                 tok)
+            self.take()
+            node = self.iexpr()
+            self.expect(")", "')' closing idx(...)")
+            return Index(node, tok.pos)
         if self.at("("):
             self.take()
             args = [self.expr(sizes)]
@@ -314,7 +323,8 @@ class _LineParser:
             return Access(tok.value, self.bracketed(self.slot, f"the coordinates of {tok.value}"),
                           tok.pos)
         if tok.value[0].islower():
-            raise self.error(f"rank variable {tok.value!r} cannot be used as a value here", tok)
+            raise self.error(f"rank variable {tok.value!r} cannot be used as a value here; "
+                             f"write idx({tok.value}) for its coordinate", tok)
         if sizes:
             return SizeRef(tok.value, tok.pos)
         return Access(tok.value, (), tok.pos)
