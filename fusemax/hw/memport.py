@@ -15,8 +15,8 @@ the output stores (docs/architecture.md section 3).
 * **Q loader** (``ldq_start``): E reads from ``ldq_addr``; response i writes Q buffer line i.
 * **K/V loader** (``ldkv_start``): E + F reads from ``ldkv_addr``; response i writes K/V
   buffer line ``slot·(max_e + max_f) + (i if i < E else max_e + i − E)``. Runs in the
-  background. The issue side is free again (``ldkv_busy`` low) once its last read is issued,
-  so the next chunk's reads follow without waiting for the memory latency; ``kv_filling[s]``
+  background. The issue side is free again once its last read is issued (``ldkv_last``, then
+  ``ldkv_busy`` low), so the next chunk's reads follow without a gap or the memory latency; ``kv_filling[s]``
   is high from the start of a load into slot s until its last line is written.
 * **Stores** (``st_valid``/``st_ready``): one line write, no response.
 * ``idle``: no read outstanding and both loaders idle.
@@ -59,7 +59,7 @@ class MemPort(wiring.Component):
             "insn_valid": Out(1), "insn_data": Out(64), "insn_ready": In(1),
             "ldq_start": In(1), "ldq_addr": In(aw), "ldq_busy": Out(1),
             "ldkv_start": In(1), "ldkv_addr": In(aw), "ldkv_slot_in": In(2),
-            "ldkv_busy": Out(1), "kv_filling": Out(KV_SLOTS),
+            "ldkv_busy": Out(1), "ldkv_last": Out(1), "kv_filling": Out(KV_SLOTS),
             "st_valid": In(1), "st_addr": In(aw), "st_data": In(lb), "st_ready": Out(1),
             "q_we": Out(1), "q_waddr": Out(self.q_addr_width),
             "kv_we": Out(1), "kv_waddr": Out(self.kv_addr_width),
@@ -134,9 +134,11 @@ class MemPort(wiring.Component):
         ]
         with m.If(fire & sel_q):
             m.d.sync += q_i.eq(q_i + 1)
+        # the next load may start in the cycle the last read of this one issues
+        m.d.comb += self.ldkv_last.eq(fire & sel_kv & (kv_i + 1 == kv_total))
         with m.If(fire & sel_kv):
             m.d.sync += kv_i.eq(kv_i + 1)
-            with m.If(kv_i + 1 == kv_total):
+            with m.If(self.ldkv_last):
                 m.d.sync += self.ldkv_busy.eq(0)
         with m.If(fire & sel_f):
             m.d.sync += fetch_pc.eq(fetch_pc + 1)

@@ -97,7 +97,7 @@ class Sequencer(wiring.Component):
             "E": Out(DIM_W), "F": Out(DIM_W),
             "ldq_start": Out(1), "ldq_addr": Out(aw), "ldq_busy": In(1),
             "ldkv_start": Out(1), "ldkv_addr": Out(aw), "ldkv_slot": Out(2),
-            "ldkv_busy": In(1), "kv_filling": In(KV_SLOTS),
+            "ldkv_busy": In(1), "ldkv_last": In(1), "kv_filling": In(KV_SLOTS),
             "st_valid": Out(1), "st_addr": Out(aw), "st_ready": In(1),
             "mem_idle": In(1),
             "q_raddr": Out(self.q_addr_width), "kv_raddr": Out(self.kv_addr_width),
@@ -312,7 +312,7 @@ class Sequencer(wiring.Component):
                         fail("shape")
                     with m.Elif(kv_slot_f >= KV_SLOTS):
                         fail("opcode")
-                    with m.Elif(self.ldkv_busy | slot_busy.bit_select(kv_slot_f, 1)):
+                    with m.Elif((self.ldkv_busy & ~self.ldkv_last) | slot_busy.bit_select(kv_slot_f, 1)):
                         m.d.comb += exec_wait.eq(self.ldkv_busy)
                     with m.Else():
                         m.d.comb += [pop.eq(1), self.ldkv_start.eq(1), self.ldkv_addr.eq(field(w, "LDKV", "addr")),

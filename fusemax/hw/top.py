@@ -100,7 +100,7 @@ class FuseMaxTop(wiring.Component):
             seq.insn_valid.eq(mp.insn_valid), seq.insn_data.eq(mp.insn_data), mp.insn_ready.eq(seq.insn_ready),
             mp.ldq_start.eq(seq.ldq_start), mp.ldq_addr.eq(seq.ldq_addr), seq.ldq_busy.eq(mp.ldq_busy),
             mp.ldkv_start.eq(seq.ldkv_start), mp.ldkv_addr.eq(seq.ldkv_addr), mp.ldkv_slot_in.eq(seq.ldkv_slot),
-            seq.ldkv_busy.eq(mp.ldkv_busy), seq.kv_filling.eq(mp.kv_filling),
+            seq.ldkv_busy.eq(mp.ldkv_busy), seq.ldkv_last.eq(mp.ldkv_last), seq.kv_filling.eq(mp.kv_filling),
             mp.st_valid.eq(seq.st_valid), mp.st_addr.eq(seq.st_addr), seq.st_ready.eq(mp.st_ready),
             seq.mem_idle.eq(mp.idle),
         ]

@@ -728,6 +728,7 @@ def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider
         "av_divide_cycles": w.B * w.H * _ceil(w.P, hw.cols) * w.F * hw.div_cycles,
         "bindings": {},
         "ignores": list(RTL_MODEL_IGNORES),
+        "rtl_binding": rtl_binding_model(config, w, causal),
     }
     out["note"] = "model ignores: " + "; ".join(RTL_MODEL_IGNORES)
     if U == 0:
@@ -754,8 +755,52 @@ def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider
     return out
 
 
+def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
+    """Cycles of our RTL's own binding (docs/architecture.md section 5), derived from the design,
+    next to which ``predict_rtl`` puts the paper's formula. Not fitted to measurements.
+
+    * **fusemax**: an epoch runs BQK of tile t (E MAC cycles) and SLNV of tile t - 1 (F MAC
+      cycles) back to back on the same MACs; LM, RM, the exps (SLN, PRM), SLD and RD run beside
+      them. The one memory port carries E + F K/V lines and 2 instructions (TILE, LDKV) per
+      tile, ``k`` instructions per line, so a tile costs E + F + 2/k cycles (memory-bound by the
+      instruction fetch). Per query block the 2D array also waits for: the first tile's exps
+      (the second BQK may not start before them: 5 cycles), the last tile's exps before its
+      SLNV (x - 2 cycles after the previous SLNV), the RNV pipeline's drain (3), and the AV
+      (F divide issues, then F stores that follow the write-backs: F + max(F, div_cycles + 1)
+      + 1); once per run, the first Q block and the first two K/V chunks must arrive
+      (E + 2(E + F) lines and two memory latencies).
+    * **architecture** (every TILE ``serial``): a tile runs alone: E (BQK) + 5 (score, LM, RM)
+      + d + 1 (exps) + 1 + F (SLNV) = E + F + d + 7 cycles; the same per-block terms.
+    """
+    from fusemax.config import FuseMaxConfig, load_config
+    from fusemax.sw.schedule import insns_per_line
+
+    if isinstance(config, str):
+        config = load_config(config)
+    if not isinstance(config, FuseMaxConfig):
+        raise FuseMaxError(f"config must be a FuseMaxConfig or a preset name, got {type(config).__name__}")
+    w = Workload.of(shape)
+    n = config.numerics
+    d, L = n.exp_degree, config.mem_latency
+    x = n.exp_cycles + 1
+    k = insns_per_line(config.mem_lanes)
+    U = count_tiles(w, config.rows, config.cols, causal)
+    blocks = w.B * w.H * _ceil(w.P, config.cols)
+    av = w.F + max(w.F, n.div_cycles + 1) + 1
+    block = av + 5 + (x - 2) + 3
+    start = w.E + 2 * (w.E + w.F) + 2 * (L + 1)
+    tile = {"fusemax": max(w.E + w.F + 2 / k, d + 7), "architecture": w.E + w.F + d + 7}
+    out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av,
+           "block_overhead": block, "start_cycles": start, "bindings": {}}
+    for b, t in tile.items():
+        cyc = start + blocks * block + U * t
+        out["bindings"][b] = {"cycles": cyc, "per_tile_cycles": t,
+                              "mac_efficiency": U * (w.E + w.F) / cyc if cyc else 0.0}
+    return out
+
+
 __all__ = [
-    "DESIGNS", "Workload", "Hardware", "Model", "Result", "EinsumCost", "MODELS", "BERT", "TRXL",
+    "rtl_binding_model", "DESIGNS", "Workload", "Hardware", "Model", "Result", "EinsumCost", "MODELS", "BERT", "TRXL",
     "T5", "XLM", "PAPER_LENGTHS", "PAPER_FUSEMAX_HW", "PAPER_FLAT_HW", "paper_hardware", "evaluate",
     "count_tiles", "p1_sizing", "fusemax_dram_bytes", "flat_placement", "paper_table",
     "predict_rtl", "rtl_hardware", "parse_shape", "parse_length", "length_label", "model",
