@@ -1,0 +1,604 @@
+"""Bit-exact fixed-point models of the attention variants, built from the PE operation twins.
+
+Every function here computes integers with the twins of :mod:`fusemax.sw.numerics` (MAC,
+max with valid, subtract, requantize, exp2, rescale, divide), in the formats of a
+:class:`~fusemax.config.FuseMaxConfig`, like :func:`fusemax.sw.golden.attention_1pass` does for
+plain attention; the float64 references of :mod:`fusemax.sw.variants` measure their error.
+
+=========================  ============================================================  ========
+function                   what it adds to the FuseMax datapath                          on v1 RTL
+=========================  ============================================================  ========
+:func:`fusemax_state`      the 1-pass loop, started from a given state, with an optional  --
+                           entropy accumulator and tile skipping (the common core)
+:func:`softmax1_golden`    state (RM, RD, RNV) = (0 valid, 1.0, 0) before the first chunk  no (1)
+:func:`kv_bias_golden`     state = one chunk holding only the bias key k*, value v* (or 0) no (1)
+:func:`entropy_golden`     RT += round(Σ SLN·BQK) + rescale(RT, PRM) (an RNV-like entry   no
+                           whose "value" is the score); H from RM, RD, RT with a log2 unit
+:func:`local_golden`       the plain golden under a sliding-window mask, run tile by tile  mask
+                           over :func:`~fusemax.sw.patterns.tiles_touched` only
+:func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  mask
+                           mask, tiles of the diagonal blocks only; the host scatters
+:func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   no
+:func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      no
+=========================  ============================================================  ========
+
+(1) The same arithmetic runs on the v1 hardware with the bias token prepended to K and V as key
+0 (:func:`kv_bias_golden` with ``method="prepend"``); the result then differs only by where
+the chunk boundaries fall, and equals the state form bit for bit when ``rows = 1``.
+
+New operations, modelled bit-exactly here and absent from the v1 RTL: :func:`log2_codes` (a
+leading-one detector, a shift and a Horner polynomial on the mantissa, like ``Exp2``) and
+:func:`sigmoid_codes` (``Exp2`` of −|x| and one divide). Divides of other formats than RNV/RD
+use the same ``Divider`` twin (:func:`divide_codes`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+
+from fusemax.config import FuseMaxConfig, NumericsConfig
+from fusemax.errors import FuseMaxError
+from fusemax.hw.formats import FixedFormat
+from fusemax.sw import numerics as nm
+from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.golden import LOG2E, Mask, attention_1pass, quantize_inputs
+from fusemax.sw.patterns import Pattern, Routing, sliding_window, tiles_touched
+
+__all__ = [
+    "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
+    "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
+    "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "ENTROPY_FORMAT",
+    "FLOW_FORMAT", "FLOW_CLAMP",
+]
+
+#: log2(1 + u) ~ c1 u + ... + c5 u^5 on [0, 1] (max error 1.4e-5), Horner in frac-16 codes.
+LOG2_COEFFS = (1.44196561, -0.70966277, 0.41759561, -0.19626941, 0.04638526)
+#: Fraction bits of the log2 unit's mantissa, Horner register and result.
+LOG2_FRAC = 16
+#: Format of the entropy output H (nats): s16.11, range ±16 (ln 65536 = 11.1).
+ENTROPY_FORMAT = FixedFormat(16, 11)
+#: Internal format of H in bits (log2 RD + (RM·RD − RT)/RD) before the ln 2 rescale.
+ENTROPY_BITS_FORMAT = FixedFormat(32, LOG2_FRAC)
+#: 1D state format of the causal Flow-Attention model (SI, SO, KO, QI, CP, KV, DI, DO, QKV).
+FLOW_FORMAT = FixedFormat(32, 16)
+#: Clamp bound of the conserved source (Flow_Attention.py).
+FLOW_CLAMP = 1.0
+
+
+@dataclass
+class VariantGolden:
+    """What the bit-exact variant models return."""
+
+    name: str
+    out: np.ndarray                  #: (B, H, P, F) float64, decoded
+    out_codes: np.ndarray            #: (B, H, P, F) int64 output codes
+    saturation: dict[str, int]       #: per-role count of saturated values
+    div_by_zero: int                 #: divides whose denominator was 0
+    config_name: str
+    scale: float
+    tiles: int = 0                   #: (query block, chunk) tiles run
+    tiles_total: int = 0             #: tiles of the dense grid P2 x M1
+    extra: dict[str, np.ndarray] = field(default_factory=dict)   #: e.g. H, H_codes
+    state: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  #: final RM, RD, RNV, RT
+
+
+# ------------------------------------------------------------------ operation twins
+
+def divide_codes(num, num_frac: int, den, den_frac: int, out: FixedFormat,
+                 nc: NumericsConfig, num_width: int = 40, den_width: int = 40):
+    """``num / den`` rounded into ``out`` by the ``Divider`` twin (:func:`numerics.divide`) for
+    any operand formats: the divider generated for a ``num_width``-bit numerator with
+    ``num_frac`` fraction bits, a ``den_width``-bit denominator with ``den_frac``, and the
+    quotient format ``out`` (the v1 divider is the case RNV / RD -> out). Returns ``(codes,
+    saturated, div_by_zero)``; FuseMaxError when the shifted numerator would not fit int64."""
+    shift = out.frac + den_frac - num_frac
+    if num_width + max(shift, 0) + 2 > 62 or den_width + max(-shift, 0) + 2 > 62:
+        raise FuseMaxError(f"divider s{num_width}.{num_frac} / s{den_width}.{den_frac} -> "
+                           f"{out.describe()} needs more than 62 bits; use narrower formats")
+    num = np.asarray(num, np.int64)
+    if num.size and int(np.abs(num).max()) >= (1 << (num_width - 1)):
+        raise FuseMaxError(f"divider numerator exceeds its {num_width} bits")
+    unit = SimpleNamespace(div_shift=shift, out=out, rounding=nc.rounding)
+    return nm.divide(num, den, unit)
+
+
+def sigmoid_codes(x2, nc: NumericsConfig, out: FixedFormat | None = None):
+    """sigmoid(x) from ``x2 = x·log2(e)`` in the score format: ``t = exp2(−|x2|)`` (the Exp2
+    unit), then ``1/(1 + t)`` for x >= 0 and ``t/(1 + t)`` otherwise (one divide). Result in
+    ``out`` (default: the exp format, u16.15). Returns ``(codes, saturated)``."""
+    out = nc.exp if out is None else out
+    x2 = np.asarray(x2, np.int64)
+    t = nm.exp2(-np.abs(x2), False, nc)
+    one = np.int64(1) << np.int64(nc.exp.frac)
+    num = np.where(x2 >= 0, one, t)
+    sig, sat, _ = divide_codes(num, nc.exp.frac, one + t, nc.exp.frac, out, nc,
+                               num_width=nc.exp.width + 2, den_width=nc.exp.width + 2)
+    return sig, sat
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Position of the leading one + 1 of positive int64 codes (0 for 0): a priority encoder."""
+    x = np.asarray(x, np.int64)
+    n = np.zeros(x.shape, np.int64)
+    rest = x.copy()
+    for s in (32, 16, 8, 4, 2, 1):
+        hit = rest >= (np.int64(1) << np.int64(s))
+        n = n + np.where(hit, s, 0)
+        rest = np.where(hit, rest >> np.int64(s), rest)
+    return np.where(x > 0, n + 1, 0)
+
+
+def log2_codes(x, x_frac: int, mode: str, out_frac: int = LOG2_FRAC) -> np.ndarray:
+    """log2 of positive codes ``x`` (``x_frac`` fraction bits), with ``out_frac`` fraction
+    bits: the leading one gives the integer part ``k − x_frac``; the 16 bits after it (dropped
+    bits truncated, zeros shifted in) are the mantissa fraction u; log2(1 + u) is the Horner
+    polynomial :data:`LOG2_COEFFS` on a signed register, rounded with ``mode`` after each
+    product. Codes ``x <= 0`` give 0 (the caller flags them)."""
+    x = np.asarray(x, np.int64)
+    G = LOG2_FRAC
+    k = _bit_length(x) - 1
+    pos = x > 0
+    k = np.where(pos, k, 0)
+    frac_bits = x - np.where(pos, np.int64(1) << k, 0)
+    u = np.where(k >= G, frac_bits >> np.maximum(k - G, 0), frac_bits << np.maximum(G - k, 0))
+    codes = [int(round(c * (1 << G))) for c in LOG2_COEFFS]
+    h = np.full(x.shape, codes[-1], np.int64)
+    for c in reversed(codes[:-1]):
+        h = nm.round_shift_to(h * u, 2 * G, G, mode) + np.int64(c)
+    y = nm.round_shift_to(h * u, 2 * G, G, mode)  # log2(1 + u), frac G
+    whole = ((k - x_frac) << np.int64(G)) + y
+    return np.where(pos, nm.round_shift_to(whole, G, out_frac, mode), 0)
+
+
+# ------------------------------------------------------------------ the FuseMax core
+
+def _empty_state(B, H, P, F):
+    return {"RM": np.zeros((B, H, P), np.int64), "RMv": np.zeros((B, H, P), bool),
+            "RD": np.zeros((B, H, P), np.int64), "RNV": np.zeros((B, H, P, F), np.int64),
+            "RT": np.zeros((B, H, P), np.int64)}
+
+
+def _chunk(state, bqk, valid, vt, nc, entropy: bool):
+    """One chunk of Einsums 45-54 (and the entropy accumulator) for every lane; ``bqk`` (B,H,P,r)
+    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes. Returns the new
+    state (the caller keeps the old one in lanes that skip the tile)."""
+    mode = nc.rounding
+    valid = np.broadcast_to(valid, bqk.shape)
+    lmv = valid.any(-1)
+    lm = np.where(valid, bqk, np.int64(nc.score.min_code)).max(-1)
+    rm_new, rm_new_v = nm.max_valid(state["RM"], state["RMv"], lm, lmv)
+    rm_new = np.where(rm_new_v, rm_new, 0)
+    sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid | ~rm_new_v[..., None], nc)
+    sld = sln.sum(-1)
+    slnv = sln @ vt
+    prm = nm.exp2(nm.sub(state["RM"], rm_new), ~state["RMv"], nc)
+    sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
+    slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
+    spd, f1 = nm.rescale(state["RD"], prm, nc.exp.frac, nc.rd, mode)
+    rd_new, f2 = nm.requantize(sld_rd + spd, nc.rd.frac, nc.rd, mode)
+    spnv, f3 = nm.rescale(state["RNV"], prm[..., None], nc.exp.frac, nc.rnv, mode)
+    rnv_new, f4 = nm.requantize(slnv_r + spnv, nc.rnv.frac, nc.rnv, mode)
+    new = {"RM": rm_new, "RMv": rm_new_v, "RD": rd_new, "RNV": rnv_new, "RT": state["RT"]}
+    flags = {"rd": f1 | f2, "rnv": f3 | f4}
+    if entropy:
+        slnq = (sln * bqk).sum(-1)  # exact; masked keys have SLN = 0
+        slnq_r = nm.round_shift_to(slnq, nc.exp.frac + nc.score.frac, nc.rnv.frac, mode)
+        spt, f5 = nm.rescale(state["RT"], prm, nc.exp.frac, nc.rnv, mode)
+        new["RT"], f6 = nm.requantize(slnq_r + spt, nc.rnv.frac, nc.rnv, mode)
+        flags["rt"] = f5 | f6
+    return new, flags
+
+
+def _merge(state, new, flags, active, sat):
+    """Keep ``new`` in the active lanes (B,H,P) and count their saturations."""
+    out = {}
+    for key, value in new.items():
+        a = active.reshape(active.shape + (1,) * (value.ndim - active.ndim))
+        out[key] = np.where(a, value, state[key])
+    for role, f in flags.items():
+        a = active.reshape(active.shape + (1,) * (f.ndim - active.ndim))
+        sat[role] = sat.get(role, 0) + int(np.count_nonzero(f & a))
+    return out
+
+
+def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, init=None,
+                  entropy: bool = False, pattern: Pattern | None = None):
+    """The 1-pass loop on quantized codes ``qc`` (B,H,P,E), ``kc`` (B,H,M,E), ``vc`` (B,H,M,F),
+    chunk by chunk, every lane of a chunk at once (bit-identical to
+    :func:`fusemax.sw.golden.attention_1pass` when ``init`` and ``pattern`` are None).
+
+    ``init`` -- the state before the first chunk (dict of RM, RMv, RD, RNV codes), default
+    empty. ``entropy`` -- also run the RT accumulator. ``pattern`` -- run only the tiles of
+    :func:`~fusemax.sw.patterns.tiles_touched` (query blocks of ``config.cols``); the others
+    leave the state untouched. Returns ``(state, saturation, tiles_run)``.
+    """
+    B, H, P, E = qc.shape
+    M, F = kc.shape[2], vc.shape[3]
+    nc = config.numerics
+    R = config.rows
+    chunks = -(-M // R)
+    state = _empty_state(B, H, P, F) if init is None else {**_empty_state(B, H, P, F), **init}
+    sat: dict[str, int] = {"score": 0, "rd": 0, "rnv": 0}
+    p_idx = np.arange(P)
+    if pattern is not None:
+        touched = set(tiles_touched(pattern, M, P, R, config.cols))
+        runs = np.zeros((P, chunks), bool)
+        for i, j in touched:
+            runs[i * config.cols:(i + 1) * config.cols, j] = True
+        tiles = len(touched) * B * H
+    else:
+        runs = np.ones((P, chunks), bool)
+        tiles = -(-P // config.cols) * chunks * B * H
+    for j in range(chunks):
+        lo, hi = j * R, min(M, (j + 1) * R)
+        if not runs[:, j].any():
+            continue
+        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
+        valid = np.ones((P, hi - lo), bool)
+        if mask is not None:
+            valid = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
+            if valid.shape != (P, hi - lo):
+                raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
+        bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, nc.rounding)
+        active = np.broadcast_to(runs[:, j], (B, H, P))
+        sat["score"] += int(np.count_nonzero(s_flag & valid & active[..., None]))
+        new, flags = _chunk(state, bqk, valid, vt, nc, entropy)
+        state = _merge(state, new, flags, active, sat)
+    return state, sat, tiles
+
+
+def _finish(name, state, sat, config, scale, tiles, tiles_total, extra=None) -> VariantGolden:
+    nc = config.numerics
+    av, s_out, dz = nm.divide(state["RNV"], state["RD"][..., None], nc)
+    sat = dict(sat)
+    sat["out"] = sat.get("out", 0) + int(np.count_nonzero(s_out))
+    _check_policy(nc, sat)
+    return VariantGolden(name, nc.out.to_float(av), av, sat, int(np.count_nonzero(dz)),
+                         config.name, float(scale), tiles, tiles_total, extra or {}, state)
+
+
+def _check_policy(nc: NumericsConfig, sat: dict[str, int]) -> None:
+    if nc.overflow == "error":
+        bad = {r: n for r, n in sat.items() if n}
+        if bad:
+            raise FuseMaxError(f"saturation (overflow policy 'error'): {bad}")
+
+
+def _prepare(q, k, v, config: FuseMaxConfig, scale):
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q, k, v)
+    nc = config.numerics
+    if E > (1 << nc.acc_guard_bits):
+        raise FuseMaxError(f"E = {E} exceeds 2**acc_guard_bits = {1 << nc.acc_guard_bits}: "
+                           f"the BQK accumulator would not hold the exact sum")
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    if not np.isfinite(scale):
+        raise FuseMaxError(f"scale must be finite, got {scale}")
+    qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
+    return qc, kc, vc, sat, scale, (B, H, P, E, M, F)
+
+
+def _grid(P, M, config):
+    return -(-P // config.cols) * -(-M // config.rows)
+
+
+def _bias_state(qc, bias_key, bias_value, config: FuseMaxConfig, sat) -> dict:
+    """The state after one chunk that holds only the bias token (every query sees it):
+    ``bias_key`` score codes (B,H,P) (already requantized), ``bias_value`` codes (B,H,F)."""
+    B, H, P, _ = qc.shape
+    F = bias_value.shape[-1]
+    new, flags = _chunk(_empty_state(B, H, P, F), bias_key[..., None], np.ones((P, 1), bool),
+                        bias_value[:, :, None, :], config.numerics, False)
+    return _merge(_empty_state(B, H, P, F), new, flags, np.ones((B, H, P), bool), sat)
+
+
+def _causal_mask_fn(P, M):
+    off = M - P
+    return lambda p, m: m[None, :] <= p[:, None] + off
+
+
+def softmax1_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = True,
+                    method: str = "state") -> VariantGolden:
+    """softmax-1, bit-exact. ``method="state"``: the running state starts at RM = 0 (valid),
+    RD = 1.0, RNV = 0 (the cascade attention-softmax1). ``method="prepend"``: the v1 hardware's
+    way: a zero key with a zero value prepended to K and V (its score is exactly 0) and the
+    plain golden :func:`~fusemax.sw.golden.attention_1pass` run on M + 1 keys."""
+    zeros_e = np.zeros(np.shape(q)[:2] + (np.shape(q)[-1],))
+    zeros_f = np.zeros(np.shape(v)[:2] + (np.shape(v)[-1],))
+    r = kv_bias_golden(q, k, v, zeros_e, zeros_f, config, scale, causal, method)
+    r.name = f"softmax1 ({method})"
+    return r
+
+
+def _bias_vector(name: str, x, B: int, H: int, n: int) -> np.ndarray:
+    if np.shape(x) not in ((n,), (B, H, n)):
+        raise FuseMaxError(f"{name} must have shape ({n},) or ({B}, {H}, {n}), got {np.shape(x)}")
+    x = np.asarray(x, np.float64)
+    if not np.all(np.isfinite(x)):
+        raise FuseMaxError(f"{name} holds NaN or Inf")
+    return np.broadcast_to(x, (B, H, n))
+
+
+def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
+                   causal: bool = True, method: str = "state") -> VariantGolden:
+    """Softmax with a learned key k* (``k_bias`` (B,H,E)) and value v* (``v_bias`` (B,H,F), or
+    None for 0), bit-exact. ``method="state"``: the state before the first chunk is that of a
+    chunk holding only the bias token (RM = round(q'·k*), RD = 1.0, RNV = round(v*)), as the
+    cascades attention-kbias / attention-kvbias say. ``method="prepend"``: k*, v* prepended as
+    key 0 and the plain golden run on M + 1 keys (what the v1 RTL can run today; with its
+    end-aligned causal mask every query sees key 0 when P <= M + 1)."""
+    q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q4, k4, v4)
+    kb = _bias_vector("k_bias", k_bias, B, H, E)
+    vb = np.zeros((B, H, F)) if v_bias is None else _bias_vector("v_bias", v_bias, B, H, F)
+    if method == "prepend":
+        k1 = np.concatenate([kb[:, :, None, :], k4], axis=2)
+        v1 = np.concatenate([vb[:, :, None, :], v4], axis=2)
+        off = M - P
+
+        def mask(p, m):  # the bias (key 0) for everyone; key j + 1 as key j of the causal mask
+            return (m[None, :] == 0) | (m[None, :] - 1 <= p[:, None] + off) if causal else \
+                np.ones((len(p), len(m)), bool)
+
+        g = attention_1pass(q4, k1, v1, config, scale, mask=mask)
+        return VariantGolden("kv_bias (prepend)", g.out, g.out_codes, g.saturation, g.div_by_zero,
+                             config.name, g.scale, _grid(P, M + 1, config) * B * H,
+                             _grid(P, M + 1, config) * B * H)
+    if method != "state":
+        raise FuseMaxError(f"method must be 'state' or 'prepend', got {method!r}")
+    qc, kc, vc, sat, scale, _ = _prepare(q4, k4, v4, config, scale)
+    nc = config.numerics
+    kbc, nk = nc.k.quantize(kb, "nearest_even")
+    vbc, nv = nc.v.quantize(vb, "nearest_even")
+    sat["k"] += nk
+    sat["v"] += nv
+    s_bias, s_flag = nm.requantize(np.einsum("bhpe,bhe->bhp", qc, kbc), nc.qk_frac, nc.score,
+                                   nc.rounding)
+    sat["score"] = int(np.count_nonzero(s_flag))
+    init = _bias_state(qc, s_bias, vbc, config, sat)
+    mask = _causal_mask_fn(P, M) if causal else None
+    state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, init)
+    for r, n in sat2.items():
+        sat[r] = sat.get(r, 0) + n
+    return _finish("kv_bias (state)", state, sat, config, scale, tiles, _grid(P, M, config) * B * H)
+
+
+# ------------------------------------------------------------------ entropy
+
+def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = True,
+                   mask: Mask | None = None) -> VariantGolden:
+    """Attention and its entropy in one pass, bit-exact (the cascade attention-entropy).
+
+    RT[m1+1] = sat(round(Σ_m0 SLN·BQK → rnv.frac) + rescale(RT, PRM)) in the RNV format (an
+    extra RNV entry whose value is the score itself). After the last chunk, per query (1D):
+    N = RM·RD − RT (exact), D = divide(N, RD), L = log2(RD) (:func:`log2_codes`), H₂ = L + D
+    in bits (:data:`ENTROPY_BITS_FORMAT`), H = round(H₂·ln 2) in :data:`ENTROPY_FORMAT` nats
+    (a rescale by the constant ln 2). ``extra["H"]`` (B,H,P) floats, ``extra["H_codes"]``.
+    ``mask`` replaces the causal mask when given."""
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    nc = config.numerics
+    mode = nc.rounding
+    if mask is None and causal:
+        mask = _causal_mask_fn(P, M)
+    state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, entropy=True)
+    sat.update(sat2)
+    rm = np.where(state["RMv"], state["RM"], 0)
+    rd, rt = state["RD"], state["RT"]
+    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
+    num = (rm * rd) << np.int64(f_n - nc.score.frac - nc.rd.frac)
+    num = num - (rt << np.int64(f_n - nc.rnv.frac))
+    width = nc.score.width + nc.rd.width + 1
+    bits = ENTROPY_BITS_FORMAT
+    d, f1, dz = divide_codes(num, f_n, rd, nc.rd.frac, bits, nc, num_width=width,
+                             den_width=nc.rd.width)
+    lg = log2_codes(rd, nc.rd.frac, mode, bits.frac)
+    h2, f2 = nm.requantize(lg + d, bits.frac, bits, mode)
+    ln2 = np.int64(round(math.log(2.0) * (1 << nc.exp.frac)))
+    h, f3 = nm.requantize(h2 * ln2, bits.frac + nc.exp.frac, ENTROPY_FORMAT, mode)
+    h = np.where(dz, 0, h)
+    sat["entropy"] = int(np.count_nonzero((f1 | f2 | f3) & ~dz))
+    r = _finish("entropy", state, sat, config, scale, tiles, _grid(P, M, config) * B * H,
+                {"H": ENTROPY_FORMAT.to_float(h), "H_codes": h})
+    r.div_by_zero += int(np.count_nonzero(dz))
+    return r
+
+
+# ------------------------------------------------------------------ local and routing
+
+def local_golden(q, k, v, config: FuseMaxConfig, window: int | None = None, scale=None,
+                 pattern: Pattern | None = None, skip_tiles: bool = True) -> VariantGolden:
+    """Local attention, bit-exact: the plain 1-pass arithmetic under ``pattern`` (default the
+    causal :func:`~fusemax.sw.patterns.sliding_window` of ``window`` keys), running only the
+    tiles the pattern touches when ``skip_tiles`` (the skipped tiles would leave every bit of
+    the state unchanged, so the result is the same; ``tiles`` counts what ran)."""
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    if pattern is None:
+        if window is None:
+            raise FuseMaxError("local_golden needs a window or a pattern")
+        pattern = sliding_window(window)
+    state, sat2, tiles = fusemax_state(qc, kc, vc, config, pattern.mask(P, M),
+                                       pattern=pattern if skip_tiles else None)
+    sat.update(sat2)
+    return _finish("local", state, sat, config, scale, tiles, _grid(P, M, config) * B * H)
+
+
+def routing_golden(qg, kg, vg, config: FuseMaxConfig, scale=None, causal: bool = False,
+                   skip_tiles: bool = True) -> VariantGolden:
+    """Routed attention on gathered clusters ``qg`` (B,H,C,w,E), ``kg``, ``vg`` (B,H,C,w',·),
+    bit-exact: the clusters laid out one after another (the flat gathered layout), the plain
+    1-pass arithmetic under the block-diagonal :class:`~fusemax.sw.patterns.Routing` mask,
+    only the tiles of the diagonal blocks. ``out`` is (B,H,C,w,F); the host scatters it
+    (:func:`fusemax.sw.variants.scatter_mean`). With w a multiple of ``rows`` the chunks
+    never straddle two clusters and this equals running each cluster on its own."""
+    qg, kg, vg = (np.asarray(x, np.float64) for x in (qg, kg, vg))
+    if qg.ndim != 5 or kg.ndim != 5 or vg.ndim != 5:
+        raise FuseMaxError(f"gathered arrays are (B, H, C, w, dim); got Q {qg.shape}, "
+                           f"K {kg.shape}, V {vg.shape}")
+    B, H, C, W, E = qg.shape
+    Wk = kg.shape[3]
+    if kg.shape[2] != C or vg.shape[2] != C:
+        raise FuseMaxError(f"Q has {C} clusters but K has {kg.shape[2]} and V {vg.shape[2]}")
+    pattern = Routing((W,) * C, (Wk,) * C, causal)
+    flat = lambda x: x.reshape(B, H, C * x.shape[3], x.shape[4])  # noqa: E731
+    r = local_golden(flat(qg), flat(kg), flat(vg), config, scale=scale, pattern=pattern,
+                     skip_tiles=skip_tiles)
+    r.name = "routing"
+    F = vg.shape[4]
+    r.out = r.out.reshape(B, H, C, W, F)
+    r.out_codes = r.out_codes.reshape(B, H, C, W, F)
+    return r
+
+
+# ------------------------------------------------------------------ sigmoid attention
+
+def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
+                   causal: bool = True) -> VariantGolden:
+    """Sigmoid attention, bit-exact (the cascades sigmoid-nonorm, sigmoid-norm). Per chunk:
+    BQK as in FuseMax (log2 units), SN = :func:`sigmoid_codes` (BQK) in the exp format (0 for
+    hidden keys), RNV = sat(RNV + round(Σ SN·V → rnv.frac)); normalised: RD = sat(RD +
+    round(Σ SN → rd.frac)) and AV = divide(RNV, RD + round(1e-8)), else AV = round(RNV → out).
+    No max, no rescale."""
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    nc = config.numerics
+    mode = nc.rounding
+    R = config.rows
+    mask = _causal_mask_fn(P, M) if causal else None
+    rd = np.zeros((B, H, P), np.int64)
+    rnv = np.zeros((B, H, P, F), np.int64)
+    sat.update({"score": 0, "sigmoid": 0, "rd": 0, "rnv": 0})
+    p_idx = np.arange(P)
+    for j in range(-(-M // R)):
+        lo, hi = j * R, min(M, (j + 1) * R)
+        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
+        valid = np.ones((P, hi - lo), bool) if mask is None else mask(p_idx, np.arange(lo, hi))
+        bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, mode)
+        sat["score"] += int(np.count_nonzero(s_flag & valid))
+        sn, f0 = sigmoid_codes(bqk, nc)
+        sn = np.where(valid, sn, 0)
+        sat["sigmoid"] += int(np.count_nonzero(f0 & valid))
+        snv_r = nm.round_shift_to(sn @ vt, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
+        rnv, f1 = nm.requantize(rnv + snv_r, nc.rnv.frac, nc.rnv, mode)
+        sat["rnv"] += int(np.count_nonzero(f1))
+        if normalize:
+            sd_r = nm.round_shift_to(sn.sum(-1), nc.exp.frac, nc.rd.frac, mode)
+            rd, f2 = nm.requantize(rd + sd_r, nc.rd.frac, nc.rd, mode)
+            sat["rd"] += int(np.count_nonzero(f2))
+    dz = np.zeros(rnv.shape, bool)
+    if normalize:
+        eps = np.int64(round(1e-8 * (1 << nc.rd.frac)))
+        av, s_out, dz = nm.divide(rnv, (rd + eps)[..., None], nc)
+    else:
+        av, s_out = nm.requantize(rnv, nc.rnv.frac, nc.out, mode)
+    sat["out"] = int(np.count_nonzero(s_out))
+    _check_policy(nc, sat)
+    return VariantGolden(f"sigmoid ({'norm' if normalize else 'no norm'})", nc.out.to_float(av),
+                         av, sat, int(np.count_nonzero(dz)), config.name, float(scale),
+                         _grid(P, M, config) * B * H, _grid(P, M, config) * B * H, {},
+                         {"RD": rd, "RNV": rnv})
+
+
+# ------------------------------------------------------------------ causal Flow-Attention
+
+def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW_CLAMP,
+                             eps: float = 1e-6) -> VariantGolden:
+    """Causal Flow-Attention (Flow_Attention_Causal), bit-exact, token by token (the cascade
+    flowformer-causal). Inputs: x' = x·log2(e) for Q and K in the score format (the sigmoid's
+    Exp2 works in base 2), V in the v format. ``F`` = :data:`FLOW_FORMAT` (s32.16); φ in the
+    exp format (u16.15); ν = i + 1. Per token, for every (b, h) at once:
+
+    ====  ==========================================================================
+    φ     φq, φk = :func:`sigmoid_codes` (Exp2 + divide)
+    KC    KC += φk, QC += φq (exact sums, frac 15)
+    DI    DI = round(Σ_e (φq + ε)(KC + ε) → F), DO likewise (exact dot, one rounding)
+    SI    SI = divide(ν, DI) → F, SO = divide(ν, DO) → F  (incoming/outgoing · normal)
+    KO    KO = sat(KO + round(φk·SO → F)), QI = sat(QI + round(φq·SI → F))
+    AL    AL = sigmoid(divide(Σ_e (φq + ε)(KO + ε), ν·ln 2) in the score format)
+    EC    y = clamp(divide(Σ_e (φk + ε)(QI + ε), ν·ln 2), ±c·log2 e); EC = exp2(y − c·log2 e)
+          = e^(CS − c) (the constant e^c cancels in CP)
+    ZC    ZC += EC (exact, frac 15)
+    CP    CP = divide(ν·EC, ZC) → F
+    KV    W = round(φk·CP → F); KV = sat(KV + round(W·V → F))  (E x F state)
+    AV    AV = divide(round(Σ_e φq·KV → F)·AL, DI) → out  (= AL·(φq·SI/ν)·KV, SI/ν = 1/DI)
+    ====  ==========================================================================
+
+    ε = 1e-6 is rounded to each operand's fraction bits (0 at 15 and 16 bits: its effect,
+    ~1e-6 relative, is below the formats' resolution).
+    """
+    q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q4, k4, v4)
+    if P != M:
+        raise FuseMaxError(f"causal Flow-Attention needs P = M (one sequence), got P = {P}, M = {M}")
+    if clamp is None or not clamp > 0:
+        raise FuseMaxError(f"clamp must be a positive bound, got {clamp!r}")
+    nc = config.numerics
+    mode = nc.rounding
+    FF = FLOW_FORMAT
+    ef = nc.exp.frac
+    xq, nq = nc.score.quantize(q4 * LOG2E, "nearest_even")
+    xk, nk = nc.score.quantize(k4 * LOG2E, "nearest_even")
+    vc, nv = nc.v.quantize(v4, "nearest_even")
+    sat = {"q": nq, "k": nk, "v": nv, "phi": 0, "flow": 0, "score": 0, "out": 0}
+    dz_count = 0
+    eps_p = np.int64(round(eps * (1 << ef)))
+    eps_f = np.int64(round(eps * (1 << FF.frac)))
+    ln2 = np.int64(round(math.log(2.0) * (1 << ef)))
+    c2 = np.int64(round(clamp * LOG2E * (1 << nc.score.frac)))
+    phq, f1 = sigmoid_codes(xq, nc)
+    phk, f2 = sigmoid_codes(xk, nc)
+    sat["phi"] += int(np.count_nonzero(f1) + np.count_nonzero(f2))
+    KC = np.zeros((B, H, E), np.int64)
+    QC = np.zeros((B, H, E), np.int64)
+    KO = np.zeros((B, H, E), np.int64)
+    QI = np.zeros((B, H, E), np.int64)
+    ZC = np.zeros((B, H), np.int64)
+    KV = np.zeros((B, H, E, F), np.int64)
+    out = np.zeros((B, H, M, F), np.int64)
+
+    def div(num, nf, den, df, fmt, nw=40, dw=40):
+        nonlocal dz_count
+        r, s, z = divide_codes(num, nf, den, df, fmt, nc, nw, dw)
+        sat["flow" if fmt is FF else ("score" if fmt is nc.score else "out")] += int(np.count_nonzero(s))
+        dz_count += int(np.count_nonzero(z))
+        return r
+
+    def req(x, frac, fmt=FF):
+        r, s = nm.requantize(x, frac, fmt, mode)
+        sat["flow"] += int(np.count_nonzero(s))
+        return r
+
+    for i in range(M):
+        nu = np.int64(i + 1)
+        pq, pk = phq[:, :, i], phk[:, :, i]
+        KC = KC + pk
+        QC = QC + pq
+        DI = req(((pq + eps_p) * (KC + eps_p)).sum(-1), 2 * ef)
+        DO = req(((pk + eps_p) * (QC + eps_p)).sum(-1), 2 * ef)
+        SI = div(np.full(DI.shape, nu), 0, DI, FF.frac, FF, nw=24)
+        SO = div(np.full(DO.shape, nu), 0, DO, FF.frac, FF, nw=24)
+        KO = req(KO + nm.round_shift_to(pk * SO[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+        QI = req(QI + nm.round_shift_to(pq * SI[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+        CK = ((pq + eps_p) * (KO + eps_f)).sum(-1)    # frac ef + FF.frac, exact
+        CSR = ((pk + eps_p) * (QI + eps_f)).sum(-1)
+        den = np.full(CK.shape, nu * ln2)              # nu * ln 2, frac ef
+        x_al = div(CK, ef + FF.frac, den, ef, nc.score, nw=56, dw=40)
+        al, f3 = sigmoid_codes(x_al, nc)
+        y = div(CSR, ef + FF.frac, den, ef, nc.score, nw=56, dw=40)
+        y = np.minimum(np.maximum(y, -c2), c2)         # clamp (max, min)
+        ec = nm.exp2(nm.sub(y, c2), False, nc)         # e^(CS - c), exp format
+        ZC = ZC + ec
+        CP = div(nu * ec, ef, ZC, ef, FF, nw=40, dw=40)
+        W = req(nm.round_shift_to(pk * CP[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+        KV = req(KV + nm.round_shift_to(W[..., None] * vc[:, :, i, None, :], FF.frac + nc.v.frac,
+                                        FF.frac, mode), FF.frac)
+        qkv = req((pq[..., None] * KV).sum(-2), ef + FF.frac)
+        out[:, :, i] = div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out,
+                           nw=FF.width + nc.exp.width + 1, dw=FF.width)
+        sat["phi"] += int(np.count_nonzero(f3))
+    _check_policy(nc, sat)
+    return VariantGolden("flowformer-causal", nc.out.to_float(out), out, sat, dz_count,
+                         config.name, 1.0, M * B * H, M * B * H, {},
+                         {"KC": KC, "QC": QC, "KO": KO, "QI": QI, "ZC": ZC, "KV": KV})
