@@ -3,6 +3,8 @@
 #   make test       fast tier: unit + Verilator tests, 2 pytest workers
 #   make test-all   also the tests marked slow (--runslow)
 #   make demo       run scripts/demo.py
+#   make bench      the FuseMax binding per preset vs the models and the +Architecture baseline
+#                   (scripts/bench.py; builds Verilator models up to large: takes a while)
 #   make clean      remove build/ and .venv/
 # Extra pytest arguments: make test PYTEST_ARGS='-k runner -x'
 
@@ -13,7 +15,7 @@ PYTEST_JOBS  ?= 2
 PYTEST_ARGS  ?=
 PYTEST       := $(PYTHON) -m pytest -q -n $(PYTEST_JOBS) --dist worksteal $(PYTEST_ARGS)
 
-.PHONY: setup test test-all demo clean
+.PHONY: setup test test-all demo bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +33,10 @@ test-all: $(STAMP)
 
 demo: $(STAMP)
 	$(PYTHON) scripts/demo.py
+
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(PYTHON) scripts/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .venv

@@ -255,7 +255,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
              waves: str | Path | None = None, seed: int | None = None, *,
              mem_ready_pct: int = 100, progress: Progress | None = None,
              cascade: str = "attention-1pass", timeout_s: float | None = None,
-             max_mismatches: int = 8, mode: str = "cocotb") -> dict:
+             max_mismatches: int = 8, mode: str = "cocotb", binding: str = "fusemax") -> dict:
     """Run attention of ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) on the RTL of
     ``config`` and compare. Returns the report dict (see module docstring); the arrays are under
     ``output`` (floats) and ``output_codes`` (integers). ``mode``: see :func:`run_program`
@@ -268,7 +268,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
     say("compiling the schedule and the memory image")
-    program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade)
+    program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade,
+                                binding=binding)
     s = program.shape
     mask = causal_mask(s.P, s.M) if causal else None
     say("golden model")
@@ -298,6 +299,9 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
                         "1d": c["busy_1d"] / cycles if cycles else 0.0},
         "einsum_cycles": {name: int(c[name]) for name in EINSUM_COUNTERS},
         "stall_cycles": int(c["stall"]),
+        "mac_efficiency": (program.schedule.tiles * (s.E + s.F) / cycles) if cycles else 0.0,
+        "binding": program.schedule.binding,
+        "model": model_comparison(config, s, causal, program.schedule.binding, cycles),
         "counters": {name: int(val) for name, val in c.items()},
         "buffer_bytes": design_buffers(config),
         "error_bits": raw["error"],
@@ -310,9 +314,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     report["expected_counters"] = {
         "instructions": len(program.instructions), "tiles": program.schedule.tiles,
         "mem_lines_written": s.B * s.H * L.P2 * s.F,
-        # data lines + one fetch per instruction, plus up to the prefetch depth past END
-        "mem_lines_read": [data_read + len(program.instructions),
-                           data_read + len(program.instructions) + _fetch_depth()],
+        # data lines + one fetch per schedule line, plus up to the prefetch depth past END
+        "mem_lines_read": [data_read + L.sched_lines, data_read + L.sched_lines + _fetch_depth()],
         "config_tag": int(config.digest(), 16) & 0xFFFF_FFFF,
     }
     mismatches = None
@@ -379,6 +382,35 @@ def report_json(report: dict) -> dict:
     return clean({k: v for k, v in report.items() if k not in ("output", "output_codes")})
 
 
+def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, cycles: int) -> dict:
+    """The analytical models' cycles for this run next to the measured ones: the paper's cost
+    model (``predict_rtl``; the paper's FuseMax formula for the fusemax binding) and the model
+    of our RTL's own binding (``rtl_binding_model``), with measured / model ratios."""
+    from fusemax.sw.perfmodel import predict_rtl
+
+    pred = predict_rtl(config, shape.as_dict(), causal=causal)
+    paper = pred["bindings"][binding]
+    rtl = pred["rtl_binding"]["bindings"][binding]
+    return {
+        "paper_model_cycles": paper["cycles"], "paper_model_util_2d": paper["util_2d"],
+        "rtl_model_cycles": rtl["cycles"], "rtl_model_mac_efficiency": rtl["mac_efficiency"],
+        "measured_over_rtl_model": cycles / rtl["cycles"] if rtl["cycles"] else None,
+        "measured_over_paper_model": cycles / paper["cycles"] if paper["cycles"] else None,
+        "why": ("the paper's model runs SLN's exp on the 2D MACs (x cycles per tile) and charges "
+                "LM, RM and SLD serially; our PEs have their own exp units, so only BQK and SLNV "
+                "occupy the MACs (E + F per tile); the RTL model adds what the paper's ignores: "
+                "the instruction fetch on the one memory port, per-block drain and AV latency, "
+                "and the start-up loads (rtl_binding_model docstring)"),
+    }
+
+
+def model_text(model: dict) -> str:
+    r, p = model["measured_over_rtl_model"], model["measured_over_paper_model"]
+    return (f"model: RTL binding {model['rtl_model_cycles']:.0f} cycles (measured/model "
+            f"{r:.3f}), paper's formula {model['paper_model_cycles']:.0f} (measured/model {p:.3f})"
+            if r is not None and p is not None else "model: no tiles")
+
+
 def summary_text(report: dict) -> str:
     s = report["shape"]
     u = report["utilization"]
@@ -387,7 +419,9 @@ def summary_text(report: dict) -> str:
         f"B={s['B']} H={s['H']} M={s['M']} P={s['P']} E={s['E']} F={s['F']}"
         + (" causal" if report["causal"] else ""),
         f"cycles {report['cycles']}: 2D busy {report['busy']['2d']} ({100 * u['2d']:.1f} %), "
-        f"1D busy {report['busy']['1d']} ({100 * u['1d']:.1f} %), memory stalls {report['stall_cycles']}",
+        f"1D busy {report['busy']['1d']} ({100 * u['1d']:.1f} %), memory stalls {report['stall_cycles']}, "
+        f"MAC efficiency {100 * report['mac_efficiency']:.1f} % ({report['binding']} binding)",
+        model_text(report["model"]),
         "per Einsum: " + ", ".join(f"{k} {v}" for k, v in report["einsum_cycles"].items()),
         "on-chip buffers: " + ", ".join(f"{k} {v} B" for k, v in report["buffer_bytes"].items()),
     ]

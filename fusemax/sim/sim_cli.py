@@ -59,6 +59,9 @@ def register(subparsers) -> None:
     p.add_argument("--causal", action="store_true",
                    help="causal mask aligned at the end of the keys (query p sees key m <= p + M - P)")
     p.add_argument("--scale", type=float, default=None, help="softmax scale (default 1/sqrt(E))")
+    p.add_argument("--binding", choices=("fusemax", "architecture"), default="fusemax",
+                   help="fusemax: tiles overlap (the paper's binding, default); architecture: every "
+                        "tile runs alone (the +Architecture ablation), for comparison")
     p.add_argument("--mem-ready", type=int, default=100, metavar="PCT",
                    help="memory accepts a request in about PCT %% of the cycles (default 100)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
@@ -92,7 +95,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
         waves = _wave_options(args)
         report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
                           seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
-                          timeout_s=args.timeout, mode="native" if args.native else "cocotb")
+                          timeout_s=args.timeout, mode="native" if args.native else "cocotb",
+                          binding=args.binding)
     codes = report["output_codes"]
     if codes is not None:
         save_attention_output(args.out, report["output"], had_batch,

@@ -1,0 +1,105 @@
+"""`make bench`: the FuseMax binding on the RTL, per preset, against the models and the baseline.
+
+For each preset (default tiny, small, medium, large) it runs one attention workload
+(B=1, H=1, M = --chunks x rows keys, P = --blocks x cols queries, E = F = --dim) through the
+whole flow (compile, Verilator, bit-exact check against the golden model) and prints:
+
+* cycles, 2D and 1D utilization (the RTL's own counters) and MAC efficiency (BQK and SLNV MAC
+  cycles / cycles: the figure to compare with other hardware);
+* the paper's cost model (``predict_rtl``: its FuseMax formula) and the model of our binding
+  (``rtl_binding_model``) for the same configuration and shape, with measured / model;
+* simulated cycles per second in both run modes (cocotb, and the native C++ harness);
+* the +Architecture ablation (every tile serial) measured on the same RTL, and the speedup of
+  the FuseMax binding over it, measured and as the two models predict it.
+
+Results go to stdout and, as JSON, to ``--json`` (default build/bench.json). The docs record the
+figures with this command (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from fusemax.config import preset  # noqa: E402
+from fusemax.sim.attention import simulate  # noqa: E402
+
+
+def run(name: str, chunks: int, blocks: int, dim: int, seed: int) -> dict:
+    cfg = preset(name)
+    M, P = chunks * cfg.rows, blocks * cfg.cols
+    rng = np.random.default_rng(seed)
+    q = rng.standard_normal((1, 1, P, dim))
+    k = rng.standard_normal((1, 1, M, dim))
+    v = rng.standard_normal((1, 1, M, dim))
+    out = {"config": name, "rows": cfg.rows, "cols": cfg.cols, "shape": dict(B=1, H=1, M=M, P=P, E=dim, F=dim)}
+    runs = {}
+    for label, mode, binding in (("native", "native", "fusemax"), ("cocotb", "cocotb", "fusemax"),
+                                 ("architecture", "native", "architecture")):
+        t0 = time.monotonic()
+        rep = simulate(cfg, q, k, v, mode=mode, binding=binding)
+        if not rep["bit_exact"]:
+            raise SystemExit(f"{name} {label}: the RTL is not bit-exact with the golden model")
+        runs[label] = {
+            "cycles": rep["cycles"], "util_2d": rep["utilization"]["2d"], "util_1d": rep["utilization"]["1d"],
+            "mac_efficiency": rep["mac_efficiency"], "model": rep["model"],
+            "sim_cycles_per_s": rep["sim_cycles_per_s"], "wall_s": time.monotonic() - t0,
+        }
+        if label == "cocotb":
+            assert rep["cycles"] == runs["native"]["cycles"], "the two run modes disagree on cycles"
+    from fusemax.sw.perfmodel import predict_rtl
+
+    pred = predict_rtl(cfg, out["shape"])
+    fm, ar = runs["native"], runs["architecture"]
+    out.update(runs=runs, paper_util_2d=pred["bindings"]["fusemax"]["util_2d"],
+               paper_util_2d_steady=pred["bindings"]["fusemax"]["util_2d_steady"],
+               speedup_vs_architecture=ar["cycles"] / fm["cycles"],
+               speedup_vs_architecture_rtl_model=(pred["rtl_binding"]["bindings"]["architecture"]["cycles"]
+                                                  / pred["rtl_binding"]["bindings"]["fusemax"]["cycles"]),
+               speedup_vs_architecture_paper_model=(pred["bindings"]["architecture"]["cycles"]
+                                                    / pred["bindings"]["fusemax"]["cycles"]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--presets", default="tiny,small,medium,large")
+    ap.add_argument("--chunks", type=int, default=64, help="K/V chunks per query block (M = chunks x rows)")
+    ap.add_argument("--blocks", type=int, default=2, help="query blocks (P = blocks x cols)")
+    ap.add_argument("--dim", type=int, default=32, help="E = F")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=str(ROOT / "build" / "bench.json"))
+    args = ap.parse_args(argv)
+    results = []
+    print(f"fusemax bench: B=1 H=1 M={args.chunks} x rows P={args.blocks} x cols E=F={args.dim}, "
+          "fx16, memory latency per config; every run bit-exact with the golden model")
+    head = (f"{'config':8s} {'array':>6s} {'cycles':>9s} {'2D %':>6s} {'1D %':>6s} {'MAC %':>6s} "
+            f"{'paper 2D %':>10s} {'meas/rtl-model':>14s} {'meas/paper':>10s} {'kcyc/s cocotb':>13s} "
+            f"{'kcyc/s native':>13s} {'vs +Arch':>8s} {'(rtl model)':>11s} {'(paper)':>8s}")
+    print(head)
+    for name in args.presets.split(","):
+        r = run(name.strip(), args.chunks, args.blocks, args.dim, args.seed)
+        results.append(r)
+        fm = r["runs"]["native"]
+        print(f"{r['config']:8s} {r['rows']:>3d}x{r['cols']:<2d} {fm['cycles']:9d} {100 * fm['util_2d']:6.1f} "
+              f"{100 * fm['util_1d']:6.1f} {100 * fm['mac_efficiency']:6.1f} {100 * r['paper_util_2d']:10.1f} "
+              f"{fm['model']['measured_over_rtl_model']:14.3f} {fm['model']['measured_over_paper_model']:10.3f} "
+              f"{r['runs']['cocotb']['sim_cycles_per_s'] / 1e3:13.0f} {fm['sim_cycles_per_s'] / 1e3:13.0f} "
+              f"{r['speedup_vs_architecture']:8.2f} {r['speedup_vs_architecture_rtl_model']:11.2f} "
+              f"{r['speedup_vs_architecture_paper_model']:8.2f}", flush=True)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
