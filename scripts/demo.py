@@ -6,7 +6,9 @@
 4. the bit-exact hardware-arithmetic model (golden) on the default preset, with its error;
 5. the generated RTL (2D + 1D PE arrays, sequencer) running the compiled schedule under
    Verilator + cocotb: cycles, utilization, bit-exact verdict and error;
-6. the analytical model's prediction for the same run.
+6. the analytical model's prediction for the same run;
+7. what a hardware engineer looks at, on preset 'tiny' (fast): the waves of a run (FST), a
+   GTKWave layout made from the dump's hierarchy, the Einsum timeline and the utilization plot.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ PRESET = "small"
 SHAPE = dict(B=2, H=3, M=37, P=29, E=24, F=40)
 #: The RTL run: long enough that the steady state shows (M = 16 x rows keys).
 SIM_SHAPE = dict(B=1, H=2, M=128, P=16, E=32, F=32)
+#: The waves run on 'tiny': a few tiles, so the timeline shows them interleave.
+WAVES_SHAPE = dict(B=1, H=1, M=32, P=8, E=8, F=8)
 
 
 def banner(text: str) -> None:
@@ -81,7 +85,34 @@ def main() -> int:
         banner("6. The paper's cost model for the same configuration and shape")
         shape = ",".join(f"{key}={val}" for key, val in SIM_SHAPE.items())
         run("model", "--config", PRESET, "--shape", shape)
+
+        banner("7. Waves, a GTKWave layout and the Einsum timeline (preset 'tiny')")
+        waves_demo(Path(tmp), rng)
     return 0
+
+
+def waves_demo(tmp: Path, rng) -> None:
+    """A small run on 'tiny' with --waves and --timeline; prints where everything is."""
+    from fusemax.sim.runner import build_root
+
+    b, h, m, p, e, f = (WAVES_SHAPE[k] for k in "BHMPEF")
+    q, k, v = (rng.standard_normal(s) for s in ((b, h, p, e), (b, h, m, e), (b, h, m, f)))
+    inputs = tmp / "waves_in.npz"
+    np.savez(inputs, Q=q, K=k, V=v)
+    wdir = build_root() / "demo" / "waves"
+    print(f"shape {WAVES_SHAPE}; the first waves run builds a traced model (cached after)")
+    run("sim", "attention-1pass", "--config", "tiny", "--inputs", str(inputs),
+        "--out", str(tmp / "waves_out.npz"), "--report", str(wdir / "report.json"),
+        "--waves", str(wdir), "--timeline", str(wdir / "timeline.png"))
+    shape = ",".join(f"{key}={val}" for key, val in WAVES_SHAPE.items())
+    run("utilization", "--config", "tiny", "--shape", shape, "--out", str(wdir / "utilization.png"),
+        "--measured", str(wdir / "report.json"), "--lengths", "16,32,64,128,256,1024,4096")
+    print(f"\nwaves:       {wdir / 'dump.fst'} (or dump.vcd without FST support)")
+    print(f"layout:      {wdir / 'waves.gtkw'} (+ insn.filter, fsm.filter)")
+    print(f"timeline:    {wdir / 'timeline.png'}")
+    print(f"utilization: {wdir / 'utilization.png'}")
+    print("open them:   scripts/waves.sh   (GTKWave with the layout; prints the command if it is "
+          "not installed)")
 
 
 if __name__ == "__main__":

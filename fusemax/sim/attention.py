@@ -143,7 +143,7 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
             wave_dump = wopts.dir / wv.dump_name()
             wave_dump.unlink(missing_ok=True)
             plusargs += wv.plusargs(wopts, wave_dump, verilog)
-            say(wv.format_note() + f" into {wopts.dir}")
+            say(f"waves into {wopts.dir}: {wv.format_note()}")
         say(f"simulating {len(program.instructions)} instructions, {program.schedule.tiles} tiles")
         t1 = time.monotonic()
         failure = None

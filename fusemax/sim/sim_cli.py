@@ -44,8 +44,9 @@ def register(subparsers) -> None:
                         "(100:500, 100: or :500)")
     p.add_argument("--waves-scope", metavar="PATTERN[,...]", default=None,
                    help="trace only these instances (glob over instance paths below the DUT, e.g. "
-                        "seq, 'array1d.lane_c*', 'array2d.pe_r0_*'; PATTERN:LEVELS for fewer "
-                        "levels), plus the overview the layout and timeline need")
+                        "seq, 'array1d.lane_c*', 'array2d.pe_r0_*'; * within a level, ** across; "
+                        "PATTERN:LEVELS for fewer levels), plus the overview the layout and "
+                        "timeline need")
     p.add_argument("--waves-depth", metavar="N", type=int, default=None,
                    help="trace N levels below fusemax_sim (1: clock, control, memory bus; 3: the "
                         "blocks' own signals; ...), plus the overview")
@@ -150,6 +151,11 @@ def _after_waves(args: argparse.Namespace, report: dict, data: dict, waves) -> s
         if args.waves and info:
             text += (f"\nwaves: {info['dump']} ({info['bytes'] / 1e6:.2f} MB), layout {info['gtkw']}"
                      f"\n  open: scripts/waves.sh   (or: {info['open']})")
+            if info["format"] != "fst":
+                text += f"\n  {info['format_note']}"
+        elif args.waves:
+            text += (f"\nwaves: nothing was dumped into {args.waves} (does --waves-window start "
+                     f"after the run's {report['cycles']} cycles?)")
         if args.timeline:
             if not report.get("waves"):
                 raise FuseMaxError("no dump to draw the timeline from (the run produced none)")
