@@ -33,10 +33,13 @@ when loaded and not filling; ``slot_busy[s]`` from the TILE that reads s until i
 LDKV waits while the loader's issue side is busy or its slot is busy. A TILE on a slot that
 was never loaded is a malformed schedule: ``error.opcode``, stop.
 
-SHAPE, MASK, LDQ, AV and END wait until the tile engine has drained. AV: F cycles reading
-RNV[f] and starting one divide per cycle on each lane's pipelined divider; the results are
-written back over RNV[f] in their done cycles; then F line stores, one per cycle (memory
-permitting): F + div_cycles + 2 + F cycles.
+LDQ loads the Q buffer in the background (it waits only while a tile is in stage A, the Q
+buffer's one reader) and stages p_base; the first TILE of a block (``first``), or the AV of a
+block without tiles, waits for the engine to drain, resets RM.valid and RD and makes the
+staged p_base current. SHAPE, MASK, CAUSAL, AV and END wait until the tile engine has drained.
+AV: F cycles reading RNV[f] and starting one divide per cycle on each lane's pipelined
+divider; the results are written back over RNV[f] in their done cycles and each line is stored
+once it has been read back after its write-back: F + max(F, div_cycles + 1) + 1 cycles.
 """
 
 from __future__ import annotations

@@ -31,6 +31,9 @@ def register(subparsers) -> None:
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")
     p.add_argument("--causal", action="store_true", help="causal mask (end-aligned)")
+    p.add_argument("--binding", choices=("fusemax", "architecture"), default="fusemax",
+                   help="fusemax: tiles overlap (default); architecture: every TILE serial (the "
+                        "+Architecture ablation)")
     p.add_argument("-o", "--out", metavar="SCHED.bin", help="write the schedule words here")
     p.add_argument("--listing", metavar="FILE|-", help="write the readable listing (- = stdout)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (with the layout)")
@@ -42,7 +45,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     shape = parse_shape(args.shape)
-    sched = compile_schedule(config, shape, causal=args.causal, cascade=args.cascade)
+    sched = compile_schedule(config, shape, causal=args.causal, cascade=args.cascade,
+                             binding=args.binding)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_bytes(sched.to_bytes())

@@ -770,7 +770,7 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
       + 1); once per run, the first Q block and the first two K/V chunks must arrive
       (E + 2(E + F) lines and two memory latencies).
     * **architecture** (every TILE ``serial``): a tile runs alone: E (BQK) + 5 (score, LM, RM)
-      + d + 1 (exps) + 1 + F (SLNV) = E + F + d + 7 cycles; the same per-block terms.
+      + d + 1 (exps) + F (SLNV) = E + F + d + 6 cycles; the same per-block terms.
     """
     from fusemax.config import FuseMaxConfig, load_config
     from fusemax.sw.schedule import insns_per_line
@@ -789,7 +789,7 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     av = w.F + max(w.F, n.div_cycles + 1) + 1
     block = av + 5 + (x - 2) + 3
     start = w.E + 2 * (w.E + w.F) + 2 * (L + 1)
-    tile = {"fusemax": max(w.E + w.F + 2 / k, d + 7), "architecture": w.E + w.F + d + 7}
+    tile = {"fusemax": max(w.E + w.F + 2 / k, d + 7), "architecture": w.E + w.F + d + 6}
     out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av,
            "block_overhead": block, "start_cycles": start, "bindings": {}}
     for b, t in tile.items():
