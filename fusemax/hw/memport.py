@@ -79,7 +79,7 @@ class MemPort(wiring.Component):
 
         # ---- instruction prefetch FIFO (lines of k instructions) ----
         fifo = Array([Signal(k * WORD_BITS, name=f"ifq{i}") for i in range(FETCH_DEPTH)])
-        sub = Signal(range(k), name="ifq_sub")  # the head instruction within the head line
+        sub = Signal(range(max(k, 2)), name="ifq_sub")  # the head instruction within the head line
         rptr = Signal(range(FETCH_DEPTH), name="ifq_rptr")
         wptr = Signal(range(FETCH_DEPTH), name="ifq_wptr")
         count = Signal(range(FETCH_DEPTH + 1), name="ifq_count")
@@ -198,8 +198,9 @@ class MemPort(wiring.Component):
         m.d.comb += self.insn_valid.eq(count != 0)
         with m.If(push):
             m.d.sync += [fifo[wptr].eq(self.mem_rsp_data[:k * WORD_BITS]), wptr.eq(wptr + 1)]
-        with m.If(pop):
-            m.d.sync += sub.eq(Mux(sub == k - 1, 0, sub + 1))
+        if k > 1:
+            with m.If(pop):
+                m.d.sync += sub.eq(Mux(sub == k - 1, 0, sub + 1))
         with m.If(pop_line):
             m.d.sync += rptr.eq(rptr + 1)
         m.d.sync += [
