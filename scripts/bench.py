@@ -55,17 +55,12 @@ def run(name: str, chunks: int, blocks: int, dim: int, seed: int) -> dict:
         }
         if label == "cocotb":
             assert rep["cycles"] == runs["native"]["cycles"], "the two run modes disagree on cycles"
-    from fusemax.sw.perfmodel import predict_rtl
-
-    pred = predict_rtl(cfg, out["shape"])
     fm, ar = runs["native"], runs["architecture"]
-    out.update(runs=runs, paper_util_2d=pred["bindings"]["fusemax"]["util_2d"],
-               paper_util_2d_steady=pred["bindings"]["fusemax"]["util_2d_steady"],
+    out.update(runs=runs, paper_util_2d=fm["model"]["paper_model_util_2d"],
+               paper_util_2d_steady=fm["model"]["paper_model_util_2d_steady"],
                speedup_vs_architecture=ar["cycles"] / fm["cycles"],
-               speedup_vs_architecture_rtl_model=(pred["rtl_binding"]["bindings"]["architecture"]["cycles"]
-                                                  / pred["rtl_binding"]["bindings"]["fusemax"]["cycles"]),
-               speedup_vs_architecture_paper_model=(pred["bindings"]["architecture"]["cycles"]
-                                                    / pred["bindings"]["fusemax"]["cycles"]))
+               speedup_vs_architecture_rtl_model=ar["model"]["rtl_model_cycles"] / fm["model"]["rtl_model_cycles"],
+               speedup_vs_architecture_paper_model=ar["model"]["paper_model_cycles"] / fm["model"]["paper_model_cycles"])
     return out
 
 

@@ -79,7 +79,6 @@ class MemPort(wiring.Component):
 
         # ---- instruction prefetch FIFO (lines of k instructions) ----
         fifo = Array([Signal(k * WORD_BITS, name=f"ifq{i}") for i in range(FETCH_DEPTH)])
-        sub = Signal(range(max(k, 2)), name="ifq_sub")  # the head instruction within the head line
         rptr = Signal(range(FETCH_DEPTH), name="ifq_rptr")
         wptr = Signal(range(FETCH_DEPTH), name="ifq_wptr")
         count = Signal(range(FETCH_DEPTH + 1), name="ifq_count")
@@ -157,11 +156,10 @@ class MemPort(wiring.Component):
         r_idx = Mux(tag_first, 0, kv_r)
         r_slot = Mux(tag_first, tag_slot, kv_rslot)
         kv_line = Mux(r_idx < self.E, r_idx, r_idx - self.E + cfg.max_e)
-        slot_base = Array([slot_lines * s for s in range(KV_SLOTS)])
         m.d.comb += [
             self.q_we.eq(rsp_q), self.q_waddr.eq(q_r),
             self.kv_we.eq(rsp_kv),
-            self.kv_waddr.eq(slot_base[r_slot] + kv_line),
+            self.kv_waddr.eq(r_slot * slot_lines + kv_line),
         ]
         filling = Signal(KV_SLOTS, name="kv_filling_r")
         done_mask = Signal(KV_SLOTS, name="kv_fill_done")
@@ -192,15 +190,17 @@ class MemPort(wiring.Component):
             pop_line = pop
             m.d.comb += self.insn_data.eq(head)
         else:
+            sub = Signal(range(k), name="ifq_sub")  # the head instruction within the head line
             words = Array([head[WORD_BITS * i: WORD_BITS * (i + 1)] for i in range(k)])
             pop_line = pop & (sub == k - 1)
             m.d.comb += self.insn_data.eq(words[sub])
+            with m.If(pop):
+                m.d.sync += sub.eq(Mux(sub == k - 1, 0, sub + 1))
+            with m.If(self.fetch_start):
+                m.d.sync += sub.eq(0)
         m.d.comb += self.insn_valid.eq(count != 0)
         with m.If(push):
             m.d.sync += [fifo[wptr].eq(self.mem_rsp_data[:k * WORD_BITS]), wptr.eq(wptr + 1)]
-        if k > 1:
-            with m.If(pop):
-                m.d.sync += sub.eq(Mux(sub == k - 1, 0, sub + 1))
         with m.If(pop_line):
             m.d.sync += rptr.eq(rptr + 1)
         m.d.sync += [
@@ -210,8 +210,7 @@ class MemPort(wiring.Component):
         with m.If(self.fetch_stop):
             m.d.sync += fetch_run.eq(0)
         with m.If(self.fetch_start):
-            m.d.sync += [fetch_run.eq(1), fetch_pc.eq(self.fetch_addr), rptr.eq(0), wptr.eq(0), count.eq(0),
-                         sub.eq(0)]
+            m.d.sync += [fetch_run.eq(1), fetch_pc.eq(self.fetch_addr), rptr.eq(0), wptr.eq(0), count.eq(0)]
 
         m.d.comb += self.idle.eq(~tags.r_rdy & ~self.ldq_busy & ~self.ldkv_busy & (filling == 0))
         return m

@@ -170,7 +170,6 @@ class Sequencer(wiring.Component):
         eng_free = (~a_run | a_last) & (~b_run | b_last)
         sln_ready = z_val & (z_rdy | self.exp_done)
         go_b = Signal(name="go_b")
-        go_a = Signal(name="go_a")
         m.d.comb += go_b.eq(eng_free & sln_ready)
 
         # the exps of the tile in X: RM_new is ready (age >= 4), the exp units are free, the
@@ -329,7 +328,7 @@ class Sequencer(wiring.Component):
                         m.d.comb += exec_wait.eq(eng_free & ~sln_ready)
                     with m.Elif(eng_free & ~sln_ready & x_free & ~ser_hold & (~ser_f | eng_quiet)
                                 & (~first_f | ~eng_busy)):
-                        m.d.comb += [pop.eq(1), go_a.eq(1), set_busy.eq(1 << slot_f), self.reset_state.eq(first_f)]
+                        m.d.comb += [pop.eq(1), set_busy.eq(1 << slot_f), self.reset_state.eq(first_f)]
                         m.d.sync += [a_run.eq(1), a_cnt.eq(0), a_slot.eq(slot_f), a_ser.eq(ser_f),
                                      self.m_base.eq(field(w, "TILE", "m_base"))]
                         with m.If(first_f):

@@ -201,7 +201,8 @@ def describe(config: FuseMaxConfig) -> dict:
             "exp_cycles": nc.exp_cycles, "div_cycles": nc.div_cycles,
             "tile_cycles": "E + F (steady state of the FuseMax binding: BQK of one tile, then SLNV of "
                            "the previous one on the same MACs, exps and 1D work hidden behind them)",
-            "av_cycles": "2F + out.width + 7 (including decode), plus store back-pressure",
+            "av_cycles": "F + max(F, div_cycles + 1) + 1: F divide issues, then the stores follow the "
+                         "write-backs; plus store back-pressure",
         },
         "ports": ports,
         "clock": {"clk": "rising edge", "rst": "synchronous, active high"},

@@ -393,6 +393,7 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
     rtl = pred["rtl_binding"]["bindings"][binding]
     return {
         "paper_model_cycles": paper["cycles"], "paper_model_util_2d": paper["util_2d"],
+        "paper_model_util_2d_steady": paper["util_2d_steady"],
         "rtl_model_cycles": rtl["cycles"], "rtl_model_mac_efficiency": rtl["mac_efficiency"],
         "measured_over_rtl_model": cycles / rtl["cycles"] if rtl["cycles"] else None,
         "measured_over_paper_model": cycles / paper["cycles"] if paper["cycles"] else None,

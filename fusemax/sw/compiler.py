@@ -412,45 +412,44 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                 blocks.append((b, h, i, where, p_lo, p_hi, T))
     # Per block: LDQ and the first three K/V loads are issued before the previous block's AV, so
     # they overlap its drain and divides (the Q buffer is free once the last BQK has read it).
-    for n, (b, h, i, where, p_lo, p_hi, T) in enumerate(blocks):
+    def ldkv(block, base: int, j: int) -> None:
+        """Chunk j of ``block``, whose first chunk is the ``base``-th loaded overall."""
+        b, h, _, where = block[:4]
+        emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
+             f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, j), slot=slot_of(base + j))
+
+    def block_loads(block, base: int, note: str = "") -> None:
+        """The Q block and the first K/V chunks of ``block`` (as many as there are slots)."""
+        b, h, i, where, p_lo, p_hi, T = block
+        emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}{note}", addr=layout.q_addr(b, h, i), p_base=p_lo)
+        for j in range(min(T, sf.KV_SLOTS)):
+            ldkv(block, base, j)
+
+    for n, block in enumerate(blocks):
+        b, h, i, where, p_lo, p_hi, T = block
         base = chunk
-
-        def ldkv(j: int) -> None:
-            emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
-                 f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, j), slot=slot_of(base + j))
-
         if n == 0:
-            emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}", addr=layout.q_addr(b, h, i), p_base=p_lo)
-            for j in range(min(T, sf.KV_SLOTS)):
-                ldkv(j)
+            block_loads(block, base)
         for j in range(T):
             emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
                  f"x queries {p_lo}..{p_hi - 1}" + ("; first of the block: reset RM, RD" if j == 0 else ""),
                  slot=slot_of(base + j), m_base=j * rows, serial=serial, first=int(j == 0))
             # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts
             if j >= 1 and j + 2 < T:
-                ldkv(j + 2)
+                ldkv(block, base, j + 2)
         chunk += T
-
-        def prefetch_next() -> None:
-            nb, nh, ni, nwhere, np_lo, np_hi, nT = blocks[n + 1]
-            emit("LDQ", f"{nwhere}: Q of queries {np_lo}..{np_hi - 1} (staged for its first TILE)",
-                 addr=layout.q_addr(nb, nh, ni), p_base=np_lo)
-            for j in range(min(nT, sf.KV_SLOTS)):
-                emit("LDKV", f"{nwhere}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
-                     f"-> slot {slot_of(chunk + j)}", addr=layout.kv_addr(nb, nh, j), slot=slot_of(chunk + j))
-
         # the next block's loads go before this block's AV, which they overlap -- unless this
         # block has no tile: its AV takes the staged p_base, so the next LDQ must wait
-        if n + 1 < len(blocks) and T > 0:
-            prefetch_next()
+        has_next = n + 1 < len(blocks)
+        if has_next and T > 0:
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
         note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
         if T < M1:
             note += (f" (causal: {M1 - T} masked tile{'s' if M1 - T != 1 else ''} skipped"
                      + (", no key visible: reset the state first: RD = 0, output 0" if T == 0 else "") + ")")
         emit("AV", note, addr=layout.out_addr(b, h, i), first=int(T == 0))
-        if n + 1 < len(blocks) and T == 0:
-            prefetch_next()
+        if has_next and T == 0:
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
     emit("END", "wait for stores, raise done")
     assert len(ins) == n_instr
     return Schedule(config, s, bool(causal), ins, notes, layout, cascade="attention-1pass",

@@ -694,6 +694,17 @@ def rtl_hardware(config: Any, pipelined_divider: bool = True) -> Hardware:
                     name=f"config {config.name}")
 
 
+def _rtl_config(config: Any):
+    """A FuseMaxConfig from a config or a preset name / config file."""
+    from fusemax.config import FuseMaxConfig, load_config
+
+    if isinstance(config, str):
+        config = load_config(config)
+    if not isinstance(config, FuseMaxConfig):
+        raise FuseMaxError(f"config must be a FuseMaxConfig or a preset name, got {type(config).__name__}")
+    return config
+
+
 def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider: bool = True) -> dict:
     """The model's prediction for our RTL: ``config`` (a FuseMaxConfig or preset name) running
     ``shape`` (Workload, compiler Shape, mapping or ``"B=..,H=..,..."``).
@@ -707,12 +718,7 @@ def predict_rtl(config: Any, shape: Any, causal: bool = False, pipelined_divider
     ``PipelinedDivider``) charges one cycle per divide, its latency ignored;
     ``pipelined_divider=False`` charges ``numerics.div_cycles`` per divide (a serial divider).
     """
-    from fusemax.config import FuseMaxConfig, load_config
-
-    if isinstance(config, str):
-        config = load_config(config)
-    if not isinstance(config, FuseMaxConfig):
-        raise FuseMaxError(f"config must be a FuseMaxConfig or a preset name, got {type(config).__name__}")
+    config = _rtl_config(config)
     w = Workload.of(shape)
     hw = rtl_hardware(config, pipelined_divider)
     U = count_tiles(w, hw.rows, hw.cols, causal)
@@ -772,13 +778,9 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     * **architecture** (every TILE ``serial``): a tile runs alone: E (BQK) + 5 (score, LM, RM)
       + d + 1 (exps) + F (SLNV) = E + F + d + 6 cycles; the same per-block terms.
     """
-    from fusemax.config import FuseMaxConfig, load_config
     from fusemax.sw.schedule import insns_per_line
 
-    if isinstance(config, str):
-        config = load_config(config)
-    if not isinstance(config, FuseMaxConfig):
-        raise FuseMaxError(f"config must be a FuseMaxConfig or a preset name, got {type(config).__name__}")
+    config = _rtl_config(config)
     w = Workload.of(shape)
     n = config.numerics
     d, L = n.exp_degree, config.mem_latency
