@@ -44,19 +44,20 @@ def rel(a, b):
 
 
 def cascade(name, arrays, out="O", **params):
-    return evaluate(load_cascade(name), arrays, params={"M0": M0, **params} if
-                    "M0" in {p.name for p in load_cascade(name).cascade.params} else None).outputs[out]
+    checked = load_cascade(name)
+    chunked = "M0" in {p.name for p in checked.cascade.params}
+    return evaluate(checked, arrays, params={"M0": M0, **params} if chunked else None).outputs[out]
 
 
 def passes(name):
     return {r: x.passes for r, x in analyse_passes(load_cascade(name)).items() if r in ("M", "P")}
 
 
-def golden_row(result, ref):
-    err = error_stats(result.out if not isinstance(result, tuple) else result[0], ref)
-    r = result if not isinstance(result, tuple) else result[1]
+def golden_row(result, ref, out=None):
+    """Error of ``out`` (default ``result.out``) against ``ref``, and ``result``'s saturations."""
+    err = error_stats(result.out if out is None else out, ref)
     return {"rel_rms": float(f"{err['rel_rms']:.3g}"), "max_abs": float(f"{err['max_abs']:.3g}"),
-            "saturated": {k: n for k, n in r.saturation.items() if n}}
+            "saturated": {k: n for k, n in result.saturation.items() if n}}
 
 
 def rows():
@@ -96,7 +97,7 @@ def rows():
     ref_h = V.attention_entropy(q, k, eps=0.0)
     ent = G.entropy_golden(q, k, v, cfg)
     add("entropy H (exact)", "attention-entropy", ref_h, cascade("attention-entropy", base, out="H"),
-        {"H": golden_row((ent.extra["H"], ent), ref_h),
+        {"H": golden_row(ent, ref_h, out=ent.extra["H"]),
          "O": golden_row(ent, V.masked_softmax_attention(q, k, v, Causal()))},
         f"official eps=1e-9 form differs by {np.max(np.abs(ref_h - V.attention_entropy(q, k))):.1e}")
     qa, ka, va = inputs(2)
@@ -125,7 +126,7 @@ def rows():
     routed = V.scatter_mean(cascade("attention-routing", {"Q": gq, "K": gk, "V": gv}), iq, N)
     rg = G.routing_golden(gq, gk, gv, cfg)
     add(f"routing, {CLUSTERS} clusters x {W}", "attention-routing", ref, routed,
-        {"fx16": golden_row((V.scatter_mean(rg.out, iq, N), rg), ref)},
+        {"fx16": golden_row(rg, ref, out=V.scatter_mean(rg.out, iq, N))},
         f"tiles run {rg.tiles} of {rg.tiles_total} (gathered layout)")
     return table
 

@@ -24,21 +24,11 @@ from fusemax.sw.patterns import (
     Band, BlockLocal, Causal, Dense, Routing, sliding_window, tile_plan, tile_stats, tiles_touched,
 )
 from fusemax.sw.reference import evaluate
+from test_sw_reference import random_attention as rand, rel_err  # tests/ is on sys.path
 
 # (B, H, M, P, E, F): odd sizes; the last has more queries than keys (causal rows that see nothing)
 SHAPES = [(2, 1, 23, 19, 5, 7), (1, 2, 37, 37, 8, 3), (1, 1, 9, 13, 3, 2)]
 CHUNKS = [1, 4, 16]
-
-
-def rand(shape, seed=0):
-    b, h, m, p, e, f = shape
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((b, h, p, e)), rng.standard_normal((b, h, m, e)),
-            rng.standard_normal((b, h, m, f)))
-
-
-def rel_err(a, b):
-    return np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300)
 
 
 def run(name, arrays, **params):

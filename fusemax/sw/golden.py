@@ -110,15 +110,11 @@ def quantize_inputs(q, k, v, config: FuseMaxConfig, scale: float):
     return qc, kc, vc, {"q": nq, "k": nk, "v": nv}
 
 
-def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
-                    mask: Mask | None = None, trace: bool = False) -> GoldenResult:
-    """Bit-exact 1-pass attention. ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) floats.
-
-    ``scale`` defaults to 1/sqrt(E). ``mask`` (see :data:`Mask`, e.g. :func:`causal_mask`)
-    hides (query, key) pairs. ``trace=True`` records every chunk's integer intermediates
-    (BQK, LM, RM, SLN, SLD, SLNV, PRM, SPD, RD, SPNV, RNV, with the valid flags) in
-    ``result.trace[m1]``; the tile (b, h, p-block i, m1) is ``[..., i*cols:(i+1)*cols, ...]``.
-    """
+def prepare_inputs(q, k, v, config: FuseMaxConfig, scale: float | None):
+    """The checks and quantization every bit-exact model starts with: ``q``, ``k``, ``v`` as
+    4-D float64 (:func:`~fusemax.sw.attention_io.attention_dims` names what disagrees), E
+    within the BQK accumulator's guard bits, ``scale`` defaulted to 1/sqrt(E) and finite, then
+    :func:`quantize_inputs`. Returns ``(qc, kc, vc, sat, scale, (B, H, P, E, M, F))``."""
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
@@ -132,6 +128,30 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     if not np.isfinite(scale):
         raise FuseMaxError(f"scale must be finite, got {scale}")
     qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
+    return qc, kc, vc, sat, scale, (B, H, P, E, M, F)
+
+
+def check_saturation(nc, sat: dict[str, int], config_name: str | None = None) -> None:
+    """FuseMaxError naming the saturated roles when the overflow policy is 'error' (the
+    message names the config when ``config_name`` is given)."""
+    if nc.overflow == "error":
+        bad = {r: n for r, n in sat.items() if n}
+        if bad:
+            where = "" if config_name is None else f" in config {config_name!r}"
+            raise FuseMaxError(f"saturation{where} (overflow policy 'error'): {bad}")
+
+
+def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
+                    mask: Mask | None = None, trace: bool = False) -> GoldenResult:
+    """Bit-exact 1-pass attention. ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) floats.
+
+    ``scale`` defaults to 1/sqrt(E). ``mask`` (see :data:`Mask`, e.g. :func:`causal_mask`)
+    hides (query, key) pairs. ``trace=True`` records every chunk's integer intermediates
+    (BQK, LM, RM, SLN, SLD, SLNV, PRM, SPD, RD, SPNV, RNV, with the valid flags) in
+    ``result.trace[m1]``; the tile (b, h, p-block i, m1) is ``[..., i*cols:(i+1)*cols, ...]``.
+    """
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
+    nc = config.numerics
     sat.update({r: 0 for r in SAT_ROLES if r not in sat})
     mode = nc.rounding
     R = config.rows
@@ -216,10 +236,7 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
             RD, RNV = rd_new, rnv_new
         RM, RMv = rm_new[..., -1], rm_new_v[..., -1]
 
-    if nc.overflow == "error":
-        bad = {r: n for r, n in sat.items() if n}
-        if bad:
-            raise FuseMaxError(f"saturation in config {config.name!r} (overflow policy 'error'): {bad}")
+    check_saturation(nc, sat, config.name)
     # (55) AV: one divide per output element.
     av, s_out, dz = nm.divide(RNV, RD[..., None], nc)
     sat["out"] += int(np.count_nonzero(s_out))
@@ -254,4 +271,5 @@ def golden_for(cascade: str) -> Callable[..., GoldenResult]:
 
 
 __all__ = ["attention_1pass", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
+           "prepare_inputs", "check_saturation",
            "GoldenResult", "GOLDEN_CASCADES", "golden_for", "SAT_ROLES", "FORMAT_ROLES", "LOG2E"]

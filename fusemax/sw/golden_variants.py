@@ -9,13 +9,13 @@ plain attention; the float64 references of :mod:`fusemax.sw.variants` measure th
 function                   what it adds to the FuseMax datapath                          on v1 RTL
 =========================  ============================================================  ========
 :func:`fusemax_state`      the 1-pass loop, started from a given state, with an optional  --
-                           entropy accumulator and tile skipping (the common core)
+                           entropy accumulator (the common core)
 :func:`softmax1_golden`    state (RM, RD, RNV) = (0 valid, 1.0, 0) before the first chunk  no (1)
 :func:`kv_bias_golden`     state = one chunk holding only the bias key k*, value v* (or 0) no (1)
 :func:`entropy_golden`     RT += round(Σ SLN·BQK) + rescale(RT, PRM) (an RNV-like entry   no
                            whose "value" is the score); H from RM, RD, RT with a log2 unit
-:func:`local_golden`       the plain golden under a sliding-window mask, run tile by tile  mask
-                           over :func:`~fusemax.sw.patterns.tiles_touched` only
+:func:`local_golden`       the plain golden under a sliding-window mask; only the tiles of mask
+                           :func:`~fusemax.sw.patterns.tiles_touched` count as run
 :func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  mask
                            mask, tiles of the diagonal blocks only; the host scatters
 :func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   no
@@ -35,7 +35,7 @@ use the same ``Divider`` twin (:func:`divide_codes`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -45,7 +45,9 @@ from fusemax.errors import FuseMaxError
 from fusemax.hw.formats import FixedFormat
 from fusemax.sw import numerics as nm
 from fusemax.sw.attention_io import attention_dims
-from fusemax.sw.golden import LOG2E, Mask, attention_1pass, quantize_inputs
+from fusemax.sw.golden import (
+    LOG2E, Mask, attention_1pass, causal_mask, check_saturation, prepare_inputs,
+)
 from fusemax.sw.patterns import Pattern, Routing, sliding_window, tiles_touched
 
 __all__ = [
@@ -193,50 +195,22 @@ def _chunk(state, bqk, valid, vt, nc, entropy: bool):
     return new, flags
 
 
-def _merge(state, new, flags, active, sat):
-    """Keep ``new`` in the active lanes (B,H,P) and count their saturations."""
-    out = {}
-    for key, value in new.items():
-        a = active.reshape(active.shape + (1,) * (value.ndim - active.ndim))
-        out[key] = np.where(a, value, state[key])
+def _count(flags, sat):
+    """Add the saturation flags of one chunk to the per-role counts."""
     for role, f in flags.items():
-        a = active.reshape(active.shape + (1,) * (f.ndim - active.ndim))
-        sat[role] = sat.get(role, 0) + int(np.count_nonzero(f & a))
-    return out
+        sat[role] = sat.get(role, 0) + int(np.count_nonzero(f))
 
 
-def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, init=None,
-                  entropy: bool = False, pattern: Pattern | None = None):
-    """The 1-pass loop on quantized codes ``qc`` (B,H,P,E), ``kc`` (B,H,M,E), ``vc`` (B,H,M,F),
-    chunk by chunk, every lane of a chunk at once (bit-identical to
-    :func:`fusemax.sw.golden.attention_1pass` when ``init`` and ``pattern`` are None).
-
-    ``init`` -- the state before the first chunk (dict of RM, RMv, RD, RNV codes), default
-    empty. ``entropy`` -- also run the RT accumulator. ``pattern`` -- run only the tiles of
-    :func:`~fusemax.sw.patterns.tiles_touched` (query blocks of ``config.cols``); the others
-    leave the state untouched. Returns ``(state, saturation, tiles_run)``.
-    """
-    B, H, P, E = qc.shape
-    M, F = kc.shape[2], vc.shape[3]
+def _score_chunks(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None):
+    """Per chunk of ``config.rows`` keys: ``(bqk, s_flag, valid, vt)`` -- the score codes
+    (B,H,P,r) with their saturation flags, the (P, r) mask (checked for shape) and the value
+    codes (B,H,r,F)."""
+    P, M = qc.shape[2], kc.shape[2]
     nc = config.numerics
     R = config.rows
-    chunks = -(-M // R)
-    state = _empty_state(B, H, P, F) if init is None else {**_empty_state(B, H, P, F), **init}
-    sat: dict[str, int] = {"score": 0, "rd": 0, "rnv": 0}
     p_idx = np.arange(P)
-    if pattern is not None:
-        touched = set(tiles_touched(pattern, M, P, R, config.cols))
-        runs = np.zeros((P, chunks), bool)
-        for i, j in touched:
-            runs[i * config.cols:(i + 1) * config.cols, j] = True
-        tiles = len(touched) * B * H
-    else:
-        runs = np.ones((P, chunks), bool)
-        tiles = -(-P // config.cols) * chunks * B * H
-    for j in range(chunks):
+    for j in range(-(-M // R)):
         lo, hi = j * R, min(M, (j + 1) * R)
-        if not runs[:, j].any():
-            continue
         kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
         valid = np.ones((P, hi - lo), bool)
         if mask is not None:
@@ -244,11 +218,29 @@ def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, i
             if valid.shape != (P, hi - lo):
                 raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
         bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, nc.rounding)
-        active = np.broadcast_to(runs[:, j], (B, H, P))
-        sat["score"] += int(np.count_nonzero(s_flag & valid & active[..., None]))
-        new, flags = _chunk(state, bqk, valid, vt, nc, entropy)
-        state = _merge(state, new, flags, active, sat)
-    return state, sat, tiles
+        yield bqk, s_flag, valid, vt
+
+
+def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, init=None,
+                  entropy: bool = False):
+    """The 1-pass loop on quantized codes ``qc`` (B,H,P,E), ``kc`` (B,H,M,E), ``vc`` (B,H,M,F),
+    chunk by chunk, every lane of a chunk at once (bit-identical to
+    :func:`fusemax.sw.golden.attention_1pass` when ``init`` is None).
+
+    ``init`` -- the state before the first chunk (dict of RM, RMv, RD, RNV codes), default
+    empty. ``entropy`` -- also run the RT accumulator. Returns ``(state, saturation,
+    tiles_run)`` (every tile of the grid runs).
+    """
+    B, H, P, E = qc.shape
+    M, F = kc.shape[2], vc.shape[3]
+    nc = config.numerics
+    state = _empty_state(B, H, P, F) if init is None else {**_empty_state(B, H, P, F), **init}
+    sat: dict[str, int] = {"score": 0, "rd": 0, "rnv": 0}
+    for bqk, s_flag, valid, vt in _score_chunks(qc, kc, vc, config, mask):
+        sat["score"] += int(np.count_nonzero(s_flag & valid))
+        state, flags = _chunk(state, bqk, valid, vt, nc, entropy)
+        _count(flags, sat)
+    return state, sat, _grid(P, M, config) * B * H
 
 
 def _finish(name, state, sat, config, scale, tiles, tiles_total, extra=None) -> VariantGolden:
@@ -256,30 +248,14 @@ def _finish(name, state, sat, config, scale, tiles, tiles_total, extra=None) -> 
     av, s_out, dz = nm.divide(state["RNV"], state["RD"][..., None], nc)
     sat = dict(sat)
     sat["out"] = sat.get("out", 0) + int(np.count_nonzero(s_out))
-    _check_policy(nc, sat)
+    check_saturation(nc, sat)
     return VariantGolden(name, nc.out.to_float(av), av, sat, int(np.count_nonzero(dz)),
                          config.name, float(scale), tiles, tiles_total, extra or {}, state)
 
 
-def _check_policy(nc: NumericsConfig, sat: dict[str, int]) -> None:
-    if nc.overflow == "error":
-        bad = {r: n for r, n in sat.items() if n}
-        if bad:
-            raise FuseMaxError(f"saturation (overflow policy 'error'): {bad}")
-
-
 def _prepare(q, k, v, config: FuseMaxConfig, scale):
-    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
-    B, H, P, E, M, F = attention_dims(q, k, v)
-    nc = config.numerics
-    if E > (1 << nc.acc_guard_bits):
-        raise FuseMaxError(f"E = {E} exceeds 2**acc_guard_bits = {1 << nc.acc_guard_bits}: "
-                           f"the BQK accumulator would not hold the exact sum")
-    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
-    if not np.isfinite(scale):
-        raise FuseMaxError(f"scale must be finite, got {scale}")
-    qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
-    return qc, kc, vc, sat, scale, (B, H, P, E, M, F)
+    """:func:`~fusemax.sw.golden.prepare_inputs` with ``scale`` taken as a Python float."""
+    return prepare_inputs(q, k, v, config, None if scale is None else float(scale))
 
 
 def _grid(P, M, config):
@@ -293,12 +269,8 @@ def _bias_state(qc, bias_key, bias_value, config: FuseMaxConfig, sat) -> dict:
     F = bias_value.shape[-1]
     new, flags = _chunk(_empty_state(B, H, P, F), bias_key[..., None], np.ones((P, 1), bool),
                         bias_value[:, :, None, :], config.numerics, False)
-    return _merge(_empty_state(B, H, P, F), new, flags, np.ones((B, H, P), bool), sat)
-
-
-def _causal_mask_fn(P, M):
-    off = M - P
-    return lambda p, m: m[None, :] <= p[:, None] + off
+    _count(flags, sat)
+    return new
 
 
 def softmax1_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = True,
@@ -360,7 +332,7 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
                                    nc.rounding)
     sat["score"] = int(np.count_nonzero(s_flag))
     init = _bias_state(qc, s_bias, vbc, config, sat)
-    mask = _causal_mask_fn(P, M) if causal else None
+    mask = causal_mask(P, M) if causal else None
     state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, init)
     for r, n in sat2.items():
         sat[r] = sat.get(r, 0) + n
@@ -383,7 +355,7 @@ def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = Tr
     nc = config.numerics
     mode = nc.rounding
     if mask is None and causal:
-        mask = _causal_mask_fn(P, M)
+        mask = causal_mask(P, M)
     state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, entropy=True)
     sat.update(sat2)
     rm = np.where(state["RMv"], state["RM"], 0)
@@ -414,16 +386,24 @@ def local_golden(q, k, v, config: FuseMaxConfig, window: int | None = None, scal
     """Local attention, bit-exact: the plain 1-pass arithmetic under ``pattern`` (default the
     causal :func:`~fusemax.sw.patterns.sliding_window` of ``window`` keys), running only the
     tiles the pattern touches when ``skip_tiles`` (the skipped tiles would leave every bit of
-    the state unchanged, so the result is the same; ``tiles`` counts what ran)."""
-    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    the state unchanged, so the result is :func:`~fusemax.sw.golden.attention_1pass` under the
+    pattern's mask either way; ``tiles`` counts what runs)."""
+    q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q4, k4, v4)
     if pattern is None:
         if window is None:
             raise FuseMaxError("local_golden needs a window or a pattern")
         pattern = sliding_window(window)
-    state, sat2, tiles = fusemax_state(qc, kc, vc, config, pattern.mask(P, M),
-                                       pattern=pattern if skip_tiles else None)
-    sat.update(sat2)
-    return _finish("local", state, sat, config, scale, tiles, _grid(P, M, config) * B * H)
+    # the policy is applied below, as for every variant, once the output is counted too
+    saturating = replace(config, numerics=replace(config.numerics, overflow="saturate"))
+    g = attention_1pass(q4, k4, v4, saturating, None if scale is None else float(scale),
+                        mask=pattern.mask(P, M))
+    check_saturation(config.numerics, g.saturation)
+    grid = _grid(P, M, config) * B * H
+    tiles = len(tiles_touched(pattern, M, P, config.rows, config.cols)) * B * H if skip_tiles \
+        else grid
+    return VariantGolden("local", g.out, g.out_codes, g.saturation, g.div_by_zero, config.name,
+                         g.scale, tiles, grid)
 
 
 def routing_golden(qg, kg, vg, config: FuseMaxConfig, scale=None, causal: bool = False,
@@ -443,7 +423,7 @@ def routing_golden(qg, kg, vg, config: FuseMaxConfig, scale=None, causal: bool =
     if kg.shape[2] != C or vg.shape[2] != C:
         raise FuseMaxError(f"Q has {C} clusters but K has {kg.shape[2]} and V {vg.shape[2]}")
     pattern = Routing((W,) * C, (Wk,) * C, causal)
-    flat = lambda x: x.reshape(B, H, C * x.shape[3], x.shape[4])  # noqa: E731
+    flat = lambda x: x.reshape(x.shape[0], x.shape[1], C * x.shape[3], x.shape[4])  # noqa: E731
     r = local_golden(flat(qg), flat(kg), flat(vg), config, scale=scale, pattern=pattern,
                      skip_tiles=skip_tiles)
     r.name = "routing"
@@ -465,17 +445,11 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
     nc = config.numerics
     mode = nc.rounding
-    R = config.rows
-    mask = _causal_mask_fn(P, M) if causal else None
+    mask = causal_mask(P, M) if causal else None
     rd = np.zeros((B, H, P), np.int64)
     rnv = np.zeros((B, H, P, F), np.int64)
     sat.update({"score": 0, "sigmoid": 0, "rd": 0, "rnv": 0})
-    p_idx = np.arange(P)
-    for j in range(-(-M // R)):
-        lo, hi = j * R, min(M, (j + 1) * R)
-        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
-        valid = np.ones((P, hi - lo), bool) if mask is None else mask(p_idx, np.arange(lo, hi))
-        bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, mode)
+    for bqk, s_flag, valid, vt in _score_chunks(qc, kc, vc, config, mask):
         sat["score"] += int(np.count_nonzero(s_flag & valid))
         sn, f0 = sigmoid_codes(bqk, nc)
         sn = np.where(valid, sn, 0)
@@ -494,7 +468,7 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
     else:
         av, s_out = nm.requantize(rnv, nc.rnv.frac, nc.out, mode)
     sat["out"] = int(np.count_nonzero(s_out))
-    _check_policy(nc, sat)
+    check_saturation(nc, sat)
     return VariantGolden(f"sigmoid ({'norm' if normalize else 'no norm'})", nc.out.to_float(av),
                          av, sat, int(np.count_nonzero(dz)), config.name, float(scale),
                          _grid(P, M, config) * B * H, _grid(P, M, config) * B * H, {},
@@ -598,7 +572,7 @@ def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW
         out[:, :, i] = div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out,
                            nw=FF.width + nc.exp.width + 1, dw=FF.width)
         sat["phi"] += int(np.count_nonzero(f3))
-    _check_policy(nc, sat)
+    check_saturation(nc, sat)
     return VariantGolden("flowformer-causal", nc.out.to_float(out), out, sat, dz_count,
                          config.name, 1.0, M * B * H, M * B * H, {},
                          {"KC": KC, "QC": QC, "KO": KO, "QI": QI, "ZC": ZC, "KV": KV})

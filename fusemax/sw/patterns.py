@@ -38,7 +38,7 @@ import numpy as np
 from fusemax.errors import FuseMaxError
 
 __all__ = ["Pattern", "Dense", "Causal", "Band", "sliding_window", "BlockLocal", "Routing",
-           "tiles_touched", "tile_plan", "tile_stats", "pattern_mask"]
+           "tiles_touched", "tile_plan", "tile_stats"]
 
 
 def _positive(name: str, value, minimum: int = 1) -> int:
@@ -82,11 +82,6 @@ class Pattern:
     def dense(self, P: int, M: int) -> np.ndarray:
         """The whole (P, M) boolean mask (for references and tests; P x M memory)."""
         return self.mask(P, M)(np.arange(P), np.arange(M))
-
-
-def pattern_mask(pattern: Pattern | None, P: int, M: int):
-    """``pattern.mask(P, M)``, or None (every key) for ``None``."""
-    return None if pattern is None else pattern.mask(P, M)
 
 
 @dataclass(frozen=True)
@@ -240,6 +235,11 @@ def tile_plan(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> list[tu
     chunk. Query block ``i`` holds queries ``i*cols .. i*cols + cols - 1`` (those < P), chunk
     ``j`` keys ``j*rows .. j*rows + rows - 1`` (those < M). ``kind`` is ``"full"`` when every
     real (query, key) pair of the tile is visible, else ``"partial"`` (needs a mask)."""
+    return _tile_plan(pattern, M, P, rows, cols)[0]
+
+
+def _tile_plan(pattern: Pattern, M: int, P: int, rows: int, cols: int):
+    """:func:`tile_plan` and the key ranges ``(lo, hi)`` it was computed from."""
     lo, hi = pattern.ranges(P, M)
     p2, m1 = _blocks(P, M, rows, cols)
     out: list[tuple[int, int, str]] = []
@@ -264,7 +264,7 @@ def tile_plan(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> list[tu
             k0, k1 = j * rows, min(M, (j + 1) * rows)
             full = bool(np.all((qlo <= k0) & (qhi >= k1)))
             out.append((i, j, "full" if full else "partial"))
-    return out
+    return out, lo, hi
 
 
 def tiles_touched(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> list[tuple[int, int]]:
@@ -277,9 +277,8 @@ def tiles_touched(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> lis
 def tile_stats(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> dict:
     """Tiles touched (full / partial) of the P2 x M1 grid, the fraction skipped, and the
     fraction of the P x M scores the pattern keeps."""
-    plan = tile_plan(pattern, M, P, rows, cols)
+    plan, lo, hi = _tile_plan(pattern, M, P, rows, cols)
     p2, m1 = _blocks(P, M, rows, cols)
-    lo, hi = pattern.ranges(P, M)
     touched = len(plan)
     return {
         "pattern": repr(pattern), "M": M, "P": P, "rows": rows, "cols": cols,

@@ -39,14 +39,14 @@ import math
 import numpy as np
 
 from fusemax.errors import FuseMaxError
-from fusemax.sw.patterns import Pattern
+from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.patterns import Causal, Pattern
 
 __all__ = [
     "kv_bias_attention", "softmax1_attention", "sigmoid_attention", "attention_entropy",
     "entropy_regularization_loss", "act_calibration", "flow_attention", "flow_attention_causal",
     "FLOW_VARIANTS", "masked_softmax_attention", "lucidrains_local_attention", "route_topw",
-    "gather_clusters", "scatter_mean", "routing_attention", "causal_mask_array",
-    "ACT_BETA", "ACT_THRES",
+    "gather_clusters", "scatter_mean", "routing_attention", "ACT_BETA", "ACT_THRES",
 ]
 
 #: ACT's calibration constants (scripts/calibration.sh, scripts/evaluation.sh).
@@ -69,12 +69,7 @@ def _qkv(q, k, v):
     (q, bq), (k, bk), (v, bv) = _as4("Q", q), _as4("K", k), _as4("V", v)
     if len({bq, bk, bv}) > 1:
         raise FuseMaxError("Q, K and V must all be 2-D or all be 4-D")
-    if k.shape[:2] != q.shape[:2] or v.shape[:2] != q.shape[:2]:
-        raise FuseMaxError(f"Q, K, V disagree on (B, H): {q.shape[:2]}, {k.shape[:2]}, {v.shape[:2]}")
-    if k.shape[3] != q.shape[3]:
-        raise FuseMaxError(f"Q has E = {q.shape[3]} but K has E = {k.shape[3]}")
-    if v.shape[2] != k.shape[2]:
-        raise FuseMaxError(f"K has M = {k.shape[2]} keys but V has {v.shape[2]}")
+    attention_dims(q, k, v)
     for name, a in (("Q", q), ("K", k), ("V", v)):
         if not np.all(np.isfinite(a)):
             raise FuseMaxError(f"{name} holds NaN or Inf")
@@ -90,11 +85,6 @@ def _scale(scale, E: int) -> float:
     if not np.isfinite(s):
         raise FuseMaxError(f"scale must be finite, got {scale}")
     return s
-
-
-def causal_mask_array(P: int, M: int) -> np.ndarray:
-    """(P, M) bool: query p sees key m iff m <= p + M - P (``tril`` when P = M)."""
-    return np.arange(M)[None, :] <= np.arange(P)[:, None] + (M - P)
 
 
 def _softmax_rows(s: np.ndarray) -> np.ndarray:
@@ -144,7 +134,7 @@ def kv_bias_attention(q, k, v, k_bias, v_bias=None, scale=None, causal: bool = T
     if causal:  # the (T+1) x (T+1) lower triangle: the bias (column 0) is seen by every query
         mask = np.zeros((P + 1, M + 1), bool)
         mask[:, 0] = True
-        mask[1:, 1:] = causal_mask_array(P, M)  # real keys: aligned at the end when P != M
+        mask[1:, 1:] = Causal().dense(P, M)  # real keys: aligned at the end when P != M
         w = np.where(mask, w, -np.inf)
     y = _softmax_rows(w) @ v1
     return _out(y[:, :, 1:, :], batched)  # truncate the first token
@@ -157,7 +147,7 @@ def softmax1_attention(q, k, v, scale=None, causal: bool = True) -> np.ndarray:
     P, M = q.shape[2], k.shape[2]
     s = np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, q.shape[3])
     if causal:
-        s = np.where(causal_mask_array(P, M), s, -np.inf)
+        s = np.where(Causal().dense(P, M), s, -np.inf)
     top = np.maximum(s.max(axis=-1, keepdims=True), 0.0)
     w = np.exp(s - top)
     a = w / (np.exp(-top) + w.sum(axis=-1, keepdims=True))
@@ -172,7 +162,7 @@ def sigmoid_attention(q, k, v, normalize: bool, scale=None, causal: bool = True)
     P, M = q.shape[2], k.shape[2]
     w = _sigmoid(np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, q.shape[3]))
     if causal:
-        w = w * causal_mask_array(P, M)
+        w = w * Causal().dense(P, M)
     if normalize:
         w = w / (w.sum(axis=-1, keepdims=True) + 1e-8)
     return _out(w @ v, batched)
@@ -188,7 +178,7 @@ def attention_entropy(q, k, scale=None, causal: bool = True, eps: float = 1e-9) 
     P, M = q.shape[2], k.shape[2]
     s = np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, q.shape[3])
     if causal:
-        s = np.where(causal_mask_array(P, M), s, -np.inf)
+        s = np.where(Causal().dense(P, M), s, -np.inf)
     a = _softmax_rows(s)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -np.nansum(a * np.log(a + eps), axis=-1)
@@ -236,7 +226,7 @@ def act_calibration(q, k, v, scale=None, beta: float = ACT_BETA, threshold: floa
         raise FuseMaxError(f"ACT calibrates the T x T self-attention map: P = {T} queries but "
                            f"M = {k.shape[2]} keys")
     s = np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, E)
-    s = np.where(causal_mask_array(T, T), s, -np.inf)
+    s = np.where(Causal().dense(T, T), s, -np.inf)
     if fp16:
         attention = _softmax_rows(s.astype(np.float32)).astype(np.float16).astype(np.float64)
     else:
@@ -369,15 +359,12 @@ def flow_attention_causal(q, k, v, variant: str = "core", eps: float = 1e-6) -> 
 
 # ---------------------------------------------------------------------- local attention
 
-def masked_softmax_attention(q, k, v, pattern: Pattern | None = None, scale=None,
-                             scores_bias=None) -> np.ndarray:
+def masked_softmax_attention(q, k, v, pattern: Pattern | None = None, scale=None) -> np.ndarray:
     """Dense ``softmax(scale q k^T) v`` with the keys ``pattern`` hides at -inf (rows that see
     nothing give 0). The reference for local and routed attention on the hardware layout."""
     q, k, v, batched = _qkv(q, k, v)
     P, M = q.shape[2], k.shape[2]
     s = np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, q.shape[3])
-    if scores_bias is not None:
-        s = s + scores_bias
     if pattern is not None:
         s = np.where(pattern.dense(P, M), s, -np.inf)
     return _out(_softmax_rows(s) @ v, batched)

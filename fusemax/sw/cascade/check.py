@@ -91,13 +91,9 @@ def einsum_vars(s: Einsum) -> list[str]:
     """The variables an Einsum walks: its output's, then those of its tensor reads, then those
     only its coordinate values (``idx(m)``) name."""
     out = [slot.var for slot in s.lhs if slot.fixed is None]
-    for access in accesses(s.rhs):
-        for slot in access.slots:
-            for v in ivars(slot.expr):
-                if v not in out:
-                    out.append(v)
-    for index in index_values(s.rhs):
-        for v in ivars(index.expr):
+    exprs = [slot.expr for access in accesses(s.rhs) for slot in access.slots]
+    for expr in exprs + [index.expr for index in index_values(s.rhs)]:
+        for v in ivars(expr):
             if v not in out:
                 out.append(v)
     return out
@@ -184,14 +180,18 @@ def check_cascade(cascade: Cascade, text: str | None = None) -> CheckedCascade:
             raise fail(f"rank {rank_of(var)} (of variable {var}) has no size: it is not a rank of "
                        f"an input, a partition or a param", pos)
 
-    def check_slot(tensor: TensorInfo, i: int, slot: Slot, pos: Pos) -> None:
-        rank = tensor.ranks[i]
-        for size in isizes(slot.expr) + isizes(slot.filter):
+    def check_index_sizes(exprs: list, pos: Pos) -> None:
+        """Every rank size and every variable's rank in the coordinate expressions is sized."""
+        for size in [size for expr in exprs for size in isizes(expr)]:
             if size.rank not in sized:
                 raise fail(f"{size.rank} has no size: it is not a rank of an input, a partition "
                            f"or a param", size.pos)
-        for v in ivars(slot.expr) + ivars(slot.filter):
-            check_rank_size(v, slot.pos)
+        for v in [v for expr in exprs for v in ivars(expr)]:
+            check_rank_size(v, pos)
+
+    def check_slot(tensor: TensorInfo, i: int, slot: Slot, pos: Pos) -> None:
+        rank = tensor.ranks[i]
+        check_index_sizes([slot.expr, slot.filter], slot.pos)
         if isinstance(slot.expr, IVar) or _is_next(slot.expr, rank.lower()):
             var = slot.expr.name if isinstance(slot.expr, IVar) else rank.lower()
             if rank_of(var) != rank:
@@ -323,12 +323,7 @@ def check_cascade(cascade: Cascade, text: str | None = None) -> CheckedCascade:
                                f"{a.tensor} has no initial value; add '{a.tensor}[{slot.expr.name}"
                                f"=0, ...] = ...' under Initialization:", slot.pos)
         for index in index_values(s.rhs):
-            for size in isizes(index.expr):
-                if size.rank not in sized:
-                    raise fail(f"{size.rank} has no size: it is not a rank of an input, a "
-                               f"partition or a param", size.pos)
-            for v in ivars(index.expr):
-                check_rank_size(v, index.pos)
+            check_index_sizes([index.expr], index.pos)
         _check_calls(s.rhs, fail)
         rhs_only = [v for v in einsum_vars(s) if v not in lhs_vars]
         for action in s.actions:
