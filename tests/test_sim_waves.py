@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fusemax.config import preset
+from fusemax.hw.sequencer import ACTIVITY
 from fusemax.errors import FuseMaxError
 from fusemax.sim import waves as wv
 from fusemax.sim.timeline import gantt, read_activity, utilization_plot
@@ -46,10 +47,6 @@ def _traces_exist(gtkw: Path, dump: Path) -> list[str]:
     return names
 
 
-ACT = {"act_bqk": "2d", "act_lm": "2d", "act_sln": "2d", "act_sld": "2d", "act_slnv": "2d",
-       "act_rm": "1d", "act_prm": "1d", "act_rd": "1d", "act_rnv": "1d", "act_av": "1d"}
-
-
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """A VCD shaped like a fusemax_sim dump: 4 reset cycles, a start pulse, 30 busy cycles."""
@@ -59,7 +56,7 @@ def synthetic(tmp_path_factory):
     path = d / "dump.vcd"
     rng = np.random.default_rng(3)
     n_pre, n_busy, n_post = 4, 30, 3
-    pattern = {n: rng.random(n_pre + n_busy + n_post) < 0.4 for n in ACT}
+    pattern = {n: rng.random(n_pre + n_busy + n_post) < 0.4 for n in ACTIVITY}
     words = [encode("HDR", tag=0x1234, version=1), encode("AV", addr=7), encode("END")]
     with open(path, "w") as f, VCDWriter(f, timescale="1 ps", date="today") as w:
         top = "fusemax_sim"
@@ -74,7 +71,7 @@ def synthetic(tmp_path_factory):
         seq = f"{top}.dut.seq"
         insn = w.register_var(seq, "cur_insn", "reg", size=64)
         state = w.register_var(seq, "seq_state", "reg", size=4)
-        acts = {n: w.register_var(seq, n, "wire", size=1) for n in ACT}
+        acts = {n: w.register_var(seq, n, "wire", size=1) for n in ACTIVITY}
         lane = f"{top}.dut.array1d.lane_c0"
         rm = w.register_var(lane, "rm", "wire", size=16)
         rd = w.register_var(lane, "rd", "wire", size=36)
@@ -106,7 +103,7 @@ def synthetic(tmp_path_factory):
             w.change(clk, t + period // 2, 0)
     # what the counters would count: active and busy during cycles 0 .. n_busy - 1
     k_busy = [k for k in range(n_pre + n_busy + n_post) if 0 <= k - n_pre < n_busy]
-    expect = {n[4:].upper(): int(sum(pattern[n][k] for k in k_busy)) for n in ACT}
+    expect = {n[4:].upper(): int(sum(pattern[n][k] for k in k_busy)) for n in ACTIVITY}
     return path, expect, n_busy, words
 
 

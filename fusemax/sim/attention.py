@@ -88,7 +88,7 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
     ``output_codes`` (B,H,P,F, None on timeout), ``mode``, ``cycles``, ``sim_wall_s`` and
     ``sim_cycles_per_s``, wall times, build info.
     """
-    from fusemax.sim.runner import build_root, run_cocotb
+    from fusemax.sim.runner import _env_bool, build_root, run_cocotb
     from fusemax.sim.wrapper import SIM_TOP
 
     if mode not in MODES:
@@ -107,7 +107,7 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
     from fusemax.sim import waves as wv
     wopts = wv.WaveOptions.of(waves)  # a directory or WaveOptions (window, scopes, depth)
     wave_args = wv.build_args() if wopts else []
-    if wopts and os.environ.get("WAVES", "").strip().lower() in ("0", "no", "n", "off", "false"):
+    if wopts and not _env_bool("WAVES", True):
         raise FuseMaxError("WAVES=0 in the environment turns tracing off; unset it to record waves")
     t0 = time.monotonic()
     say(f"generating Verilog for {config.name}")
@@ -357,9 +357,9 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
                    "build": raw["build_s"], "run": raw["run_s"], "sim": raw["sim_wall_s"]},
         "built": raw["built"],
         "mode": raw["mode"],
-        "sim_cycles_per_s": cycles / raw["sim_wall_s"] if raw["sim_wall_s"] > 0 else None,
+        "sim_cycles_per_s": raw["sim_cycles_per_s"],
         "waves": raw["waves"],
-        "waves_info": raw.get("waves_info"),
+        "waves_info": raw["waves_info"],
         "build_dir": raw["build_dir"],
         "output": out,
         "output_codes": out_codes,
@@ -445,6 +445,6 @@ def summary_text(report: dict) -> str:
     w = report["wall_s"]
     rate = report["sim_cycles_per_s"]
     lines.append(f"wall {w['total']:.1f} s (build {w['build']:.1f} s{'' if report['built'] else ', cached'}, "
-                 f"simulation {w['sim']:.2f} s" + (f", {report['mode']}" if report.get("mode") else "")
+                 f"simulation {w['sim']:.2f} s, {report['mode']}"
                  + (f", {rate / 1e3:.0f} k cycles/s" if rate else "") + ")")
     return "\n".join(lines)

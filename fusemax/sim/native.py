@@ -16,7 +16,6 @@ build directory ``fusemax_sim_native-<hash12>`` is cached by :func:`fusemax.sim.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -107,23 +106,27 @@ def build_native(verilog: str, *, top: str | None = None, jobs: int | None = Non
 
 
 def run_native(build, *, results: str | Path, timeout_cycles: int, sched_base: int = 0,
-               csr_count: int = 19, plusargs: Sequence[str] = (), cwd: str | Path | None = None,
-               timeout_s: float | None = None) -> str | None:
+               csr_count: int | None = None, plusargs: Sequence[str] = (),
+               cwd: str | Path | None = None, timeout_s: float | None = None) -> str | None:
     """Run the harness of ``build``; it writes the results JSON to ``results``.
 
-    Returns None if ``done`` rose, or a message if the cycle limit was reached first (the
-    results then say ``"timeout": true``). The log is ``native.log`` in ``cwd`` (default: the
-    directory of ``results``).
+    ``csr_count``: counters to read (default: all of
+    :data:`fusemax.sim.attention.CSR_NAMES`). Returns None if ``done`` rose, or a message if
+    the cycle limit was reached first (the results then say ``"timeout": true``). The log is
+    ``native.log`` in ``cwd`` (default: the directory of ``results``).
 
     Raises:
         TimeoutError: the harness ran longer than ``timeout_s`` (default
             ``$FUSEMAX_SIM_TIMEOUT`` or none); it is killed.
         FuseMaxError: the harness failed (bad arguments, a crash, ``$fatal``).
     """
-    from fusemax.sim.runner import _tail
+    from fusemax.sim.runner import _run_group, _sim_timeout, _tail
 
-    if timeout_s is None and os.environ.get("FUSEMAX_SIM_TIMEOUT"):
-        timeout_s = float(os.environ["FUSEMAX_SIM_TIMEOUT"])
+    if csr_count is None:
+        from fusemax.sim.attention import CSR_NAMES
+
+        csr_count = len(CSR_NAMES)
+    timeout_s = _sim_timeout(timeout_s)
     results = Path(results)
     wd = Path(cwd) if cwd is not None else results.parent
     exe = Path(build.build_dir) / EXE
@@ -132,21 +135,10 @@ def run_native(build, *, results: str | Path, timeout_cycles: int, sched_base: i
            f"+fusemax_csr_count={int(csr_count)}"]
     log = wd / "native.log"
     with log.open("w") as fh:
-        proc = subprocess.Popen(cmd, cwd=wd, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise TimeoutError(f"{EXE} did not finish within {timeout_s} s\nlog: {log}\n"
-                               f"{_tail(log)}") from None
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
+            rc = _run_group(cmd, cwd=wd, stdout=fh, timeout_s=timeout_s)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\nlog: {log}\n{_tail(log)}") from None
     if rc == 0:
         return None
     if rc == TIMEOUT_EXIT and results.is_file():

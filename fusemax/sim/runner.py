@@ -178,6 +178,44 @@ def _tail(path: Path, lines: int = 40) -> str:
     return "\n".join(text[-lines:])
 
 
+def _sim_timeout(timeout_s: float | None) -> float | None:
+    """``timeout_s``, or ``$FUSEMAX_SIM_TIMEOUT`` when None (None if that is unset too)."""
+    if timeout_s is None and os.environ.get("FUSEMAX_SIM_TIMEOUT"):
+        return float(os.environ["FUSEMAX_SIM_TIMEOUT"])
+    return timeout_s
+
+
+def _run_group(cmd: Sequence[str], *, cwd, stdout=None, timeout_s: float | None = None,
+               env: Mapping[str, str] | None = None) -> int:
+    """Run ``cmd`` in its own process group (stderr into ``stdout`` when given) and return its
+    exit status. On a timeout, or any exception while waiting (^C), the whole group is killed.
+
+    Raises:
+        TimeoutError: it ran longer than ``timeout_s``.
+    """
+    proc = subprocess.Popen(
+        list(cmd),
+        cwd=cwd,
+        env=env,
+        stdout=stdout,
+        stderr=None if stdout is None else subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # so a timeout can kill the whole group
+    )
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise TimeoutError(f"{Path(str(cmd[0])).name} did not finish within {timeout_s} s") from None
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+
+
 def _env_bool(name: str, default: bool) -> bool:
     """cocotb's reading of boolean environment variables (``WAVES``)."""
     val = os.environ.get(name, "").strip().lower()
@@ -258,29 +296,8 @@ def _cocotb_runner_class():
             __tracebackhide__ = True
             for cmd in cmds:
                 self.log.debug("Running %s in %s", cmd, cwd)
-                proc = subprocess.Popen(
-                    [str(c) for c in cmd],
-                    cwd=cwd,
-                    env=self.env,
-                    stdout=stdout,
-                    stderr=None if stdout is None else subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,  # so a timeout can kill the whole group
-                )
-                try:
-                    rc = proc.wait(timeout=self._fm_timeout_s)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    raise TimeoutError(
-                        f"{Path(str(cmd[0])).name} did not finish within {self._fm_timeout_s} s"
-                    ) from None
-                except BaseException:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                    raise
+                rc = _run_group([str(c) for c in cmd], cwd=cwd, stdout=stdout,
+                                timeout_s=self._fm_timeout_s, env=self.env)
                 if rc != 0:
                     raise subprocess.CalledProcessError(rc, cmd)
 
@@ -491,8 +508,7 @@ def run_cocotb(
     __tracebackhide__ = True
     t0 = time.monotonic()
     waves = _env_bool("WAVES", waves)
-    if timeout_s is None and os.environ.get("FUSEMAX_SIM_TIMEOUT"):
-        timeout_s = float(os.environ["FUSEMAX_SIM_TIMEOUT"])
+    timeout_s = _sim_timeout(timeout_s)
     if verilog is None:
         verilog = to_verilog(component, name)
     build = build_verilator(verilog, name=name, waves=waves, public=public, build_args=build_args)

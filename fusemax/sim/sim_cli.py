@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -94,10 +95,15 @@ def cmd_sim(args: argparse.Namespace) -> int:
             console.log(msg)
 
         waves = _wave_options(args)
-        report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
-                          seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
-                          timeout_s=args.timeout, mode="native" if args.native else "cocotb",
-                          binding=args.binding)
+        try:
+            report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
+                              seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
+                              timeout_s=args.timeout, mode="native" if args.native else "cocotb",
+                              binding=args.binding)
+        except BaseException:  # a failure, a timeout or ^C: no temporary dump left behind
+            if waves is not None and not waves.record:
+                shutil.rmtree(waves.dir, ignore_errors=True)
+            raise
     codes = report["output_codes"]
     if codes is not None:
         save_attention_output(args.out, report["output"], had_batch,
@@ -126,28 +132,25 @@ def _wave_options(args: argparse.Namespace):
     parse_window(args.timeline_window)  # check it before the run
     if not (args.waves or args.timeline):
         return None
-    if getattr(args, "native", False):
+    if args.native:
         raise FuseMaxError("--waves and --timeline need the cocotb run (not --native)")
     if args.waves:
-        return WaveOptions(Path(args.waves), window=parse_window(args.waves_window),
-                           scopes=tuple((args.waves_scope or "").split(",")), depth=args.waves_depth)
-    import tempfile
+        out, depth = Path(args.waves), args.waves_depth
+    else:  # --timeline alone: the smallest dump that has the activity signals, not recorded as the last run
+        import tempfile
 
-    # --timeline alone: the smallest dump that has the activity signals, not recorded as the last run
-    return WaveOptions(Path(tempfile.mkdtemp(prefix="fusemax-timeline-")),
-                       window=parse_window(args.waves_window), depth=args.waves_depth or 1,
-                       scopes=tuple((args.waves_scope or "").split(",")), record=False)
+        out, depth = Path(tempfile.mkdtemp(prefix="fusemax-timeline-")), args.waves_depth or 1
+    return WaveOptions(out, window=parse_window(args.waves_window), scopes=args.waves_scope or "",
+                       depth=depth, record=bool(args.waves))
 
 
 def _after_waves(args: argparse.Namespace, report: dict, data: dict, waves) -> str:
     """The timeline (--timeline) and the text about the waves; cleans a temporary dump."""
-    import shutil
-
     from fusemax.sim.waves import parse_window
 
     text = ""
     try:
-        info = report.get("waves_info")
+        info = report["waves_info"]
         if args.waves and info:
             text += (f"\nwaves: {info['dump']} ({info['bytes'] / 1e6:.2f} MB), layout {info['gtkw']}"
                      f"\n  open: scripts/waves.sh   (or: {info['open']})")
@@ -157,22 +160,26 @@ def _after_waves(args: argparse.Namespace, report: dict, data: dict, waves) -> s
             text += (f"\nwaves: nothing was dumped into {args.waves} (does --waves-window start "
                      f"after the run's {report['cycles']} cycles?)")
         if args.timeline:
-            if not report.get("waves"):
+            if not report["waves"]:
                 raise FuseMaxError("no dump to draw the timeline from (the run produced none)")
             from fusemax.sim.timeline import gantt, read_activity
 
-            act = read_activity(report["waves"])
+            # the Hierarchy waves.finish read for the layout, else the dump's path
+            act = read_activity(getattr(info, "hierarchy", None) or report["waves"])
             tl = gantt(act, args.timeline, window=parse_window(args.timeline_window),
                        title=f"{report['config']} ({report['array']['rows']}x{report['array']['cols']})")
             full = waves.window is None
-            want = {k: int(v) for k, v in report["einsum_cycles"].items()}
-            tl["matches_counters"] = (act.busy_cycles() == want) if full else None
+            diff = act.counter_diff(report["einsum_cycles"]) if full else None
+            tl["matches_counters"] = not diff if full else None
             data["timeline"] = tl
             text += f"\ntimeline: wrote {args.timeline} (cycles {tl['window'][0]}..{tl['window'][1] - 1})"
-            if full:
-                text += ("; per-Einsum cycles in the dump match the RTL counters" if tl["matches_counters"]
-                         else f"; WARNING: per-Einsum cycles in the dump {act.busy_cycles()} differ from "
-                              f"the RTL counters {want}")
+            if full and not diff:
+                text += "; per-Einsum cycles in the dump match the RTL counters"
+            elif full:
+                in_dump = {k: d for k, (d, _) in diff.items()}
+                counters = {k: c for k, (_, c) in diff.items()}
+                text += (f"; WARNING: per-Einsum cycles in the dump {in_dump} differ from the RTL "
+                         f"counters {counters}")
     finally:
         if waves is not None and not waves.record:
             shutil.rmtree(waves.dir, ignore_errors=True)

@@ -29,21 +29,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 
 from fusemax.errors import FuseMaxError
 
+if TYPE_CHECKING:
+    from fusemax.sim.waves import Hierarchy
+
 __all__ = ["Activity", "read_activity", "gantt", "utilization_plot", "model_utilization",
            "load_measured", "default_lengths", "default_arrays"]
-
-
-def _activity_names() -> dict[str, str]:
-    """act_* signal -> array ("2d"/"1d"), from the sequencer's ACTIVITY table."""
-    from fusemax.hw.sequencer import ACTIVITY
-
-    return dict(ACTIVITY)
 
 
 @dataclass
@@ -84,6 +80,15 @@ class Activity:
         run = self.busy & (self.cycles >= 0)
         return {name: int(np.count_nonzero(a & run)) for name, a in self.act.items()}
 
+    def counter_diff(self, einsum_cycles: dict[str, int]) -> dict[str, tuple[int | None, int | None]]:
+        """Einsum -> (cycles in the dump, counter) wherever :meth:`busy_cycles` differs from the
+        RTL's per-Einsum counters ``einsum_cycles`` (a report's ``einsum_cycles``); empty when
+        they match."""
+        got = self.busy_cycles()
+        want = {k: int(v) for k, v in einsum_cycles.items()}
+        return {k: (got.get(k), want.get(k)) for k in sorted(set(got) | set(want))
+                if got.get(k) != want.get(k)}
+
     def array_busy(self) -> dict[str, int]:
         run = self.busy & (self.cycles >= 0)
         out = {}
@@ -111,26 +116,29 @@ def _sample(times: list[int], values: list[int], at: np.ndarray, default: int = 
     if not times:
         return np.full(len(at), default, dtype=np.int64)
     t = np.asarray(times, dtype=np.int64)
-    v = np.asarray([int(x) if int(x) < (1 << 63) else int(x) - (1 << 64) for x in values], dtype=np.int64)
+    v = np.asarray(values, dtype=np.int64)
     idx = np.searchsorted(t, at, side="right") - 1
     out = np.where(idx >= 0, v[np.clip(idx, 0, None)], default)
     return out
 
 
-def read_activity(dump: str | os.PathLike) -> Activity:
-    """Sample ``busy`` and every ``act_*`` once per cycle (see the module docstring)."""
+def read_activity(dump: str | os.PathLike | Hierarchy) -> Activity:
+    """Sample ``busy`` and every ``act_*`` once per cycle (see the module docstring); ``dump``
+    is a path or its :class:`fusemax.sim.waves.Hierarchy` (e.g. the one
+    :func:`fusemax.sim.waves.finish` read)."""
+    from fusemax.hw.sequencer import ACTIVITY
     from fusemax.sim.waves import Hierarchy, signal_changes
     from fusemax.sim.wrapper import WAVES_CYCLE
 
-    h = Hierarchy(dump)
+    h = dump if isinstance(dump, Hierarchy) else Hierarchy(dump)
+    dump = h.path
     top = h.first("clk", "busy")
     if top is None:
         raise FuseMaxError(f"{dump}: no scope with clk and busy (is this a fusemax_sim dump?)")
-    acts = _activity_names()
     seq = h.first("cur_insn")
-    scope = seq if seq is not None and all(n in seq.vars for n in acts) else h.first(*acts)
+    scope = seq if seq is not None and all(n in seq.vars for n in ACTIVITY) else h.first(*ACTIVITY)
     if scope is None:
-        missing = [n for n in acts if not any(n in s.vars for s in h.scopes)]
+        missing = [n for n in ACTIVITY if not any(n in s.vars for s in h.scopes)]
         raise FuseMaxError(f"{dump}: the activity signals are not in the dump "
                            f"(missing: {', '.join(missing) or 'none in one scope'}); trace the "
                            f"sequencer (fusemax sim --waves keeps it in every limited dump)")
@@ -139,12 +147,14 @@ def read_activity(dump: str | os.PathLike) -> Activity:
         want["start"] = top.vars["start"]
     if WAVES_CYCLE in top.vars:
         want["cycle"] = top.vars[WAVES_CYCLE]
-    for n in acts:
+    for n in ACTIVITY:
         want[n] = scope.vars[n]
     ch = signal_changes(h, want)
     ct, cv = ch["clk"]
-    edges = np.asarray([t for i, (t, v) in enumerate(zip(ct, cv)) if v == 1 and (i == 0 or cv[i - 1] == 0)],
-                       dtype=np.int64)
+    clk = np.asarray(cv, dtype=np.int64)
+    rising = clk == 1
+    rising[1:] &= clk[:-1] == 0
+    edges = np.asarray(ct, dtype=np.int64)[rising]
     if len(edges) < 2:
         raise FuseMaxError(f"{dump}: fewer than two clock edges")
     at = edges[1:] - 1  # just before the edge that ends each cycle: what the counters sample
@@ -163,9 +173,9 @@ def read_activity(dump: str | os.PathLike) -> Activity:
         k0 = int(hits[0]) if len(hits) else 0
         cycles = np.arange(len(at), dtype=np.int64) - k0
     busy = _sample(*ch["busy"], at).astype(bool)
-    act = {n[4:].upper() if n.startswith("act_") else n.upper(): _sample(*ch[n], at).astype(bool)
-           for n in acts}
-    arrays = {n[4:].upper() if n.startswith("act_") else n.upper(): a for n, a in acts.items()}
+    einsum = {n: (n[4:] if n.startswith("act_") else n).upper() for n in ACTIVITY}
+    act = {einsum[n]: _sample(*ch[n], at).astype(bool) for n in ACTIVITY}
+    arrays = {einsum[n]: a for n, a in ACTIVITY.items()}
     period = int(np.median(np.diff(edges)))
     return Activity(cycles.astype(np.int64), busy, act, arrays, period, str(h.wave.timescale), str(dump))
 

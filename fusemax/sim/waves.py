@@ -77,8 +77,8 @@ from typing import Any
 from fusemax.errors import FuseMaxError
 
 __all__ = ["WaveOptions", "parse_window", "DPI_CPP", "dpi_source", "build_args", "instance_paths",
-           "resolve_scopes", "plusargs", "dump_name", "format_note", "Hierarchy", "read_hierarchy",
-           "write_gtkw", "finish", "last_run", "last_record_dir", "open_command", "gtkw_traces",
+           "resolve_scopes", "plusargs", "dump_name", "format_note", "Hierarchy", "write_gtkw",
+           "WavesInfo", "finish", "last_run", "last_record_dir", "open_command", "gtkw_traces",
            "signal_changes"]
 
 #: Levels that mean "everything below".
@@ -228,7 +228,7 @@ def dpi_source(prefix: str = "Vtop") -> Path:
     text = DPI_CPP.replace("VPREFIX", prefix)
     digest = hashlib.sha256(text.encode()).hexdigest()[:12]
     path = build_root() / "waves" / f"fusemax_waves_dpi-{digest}.cpp"
-    if not path.is_file() or path.read_text() != text:
+    if not path.is_file():  # the name holds the content hash
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_text(text)
@@ -264,8 +264,11 @@ def instance_paths(verilog: str, top: str | None = None) -> dict[str, str]:
     (default the simulation wrapper ``fusemax_sim``), read from the Verilog text."""
     from fusemax.sim.wrapper import SIM_TOP
 
-    top = top or SIM_TOP
-    mods = _modules(verilog)
+    return _instance_paths(_modules(verilog), top or SIM_TOP)
+
+
+def _instance_paths(mods: dict[str, str], top: str) -> dict[str, str]:
+    """:func:`instance_paths` of the modules ``mods`` (from :func:`_modules`)."""
     if top not in mods:
         raise FuseMaxError(f"module {top!r} not found in the Verilog")
     children: dict[str, list[tuple[str, str]]] = {}
@@ -291,8 +294,15 @@ def _declares(body: str, signal: str) -> bool:
 
 def sequencer_path(verilog: str, paths: dict[str, str] | None = None) -> str | None:
     """Instance path of the sequencer: the deepest instance whose module declares ``cur_insn``."""
-    paths = paths if paths is not None else instance_paths(verilog)
-    owners = {name for name, body in _modules(verilog).items() if _declares(body, "cur_insn")}
+    from fusemax.sim.wrapper import SIM_TOP
+
+    mods = _modules(verilog)
+    return _sequencer_path(mods, paths if paths is not None else _instance_paths(mods, SIM_TOP))
+
+
+def _sequencer_path(mods: dict[str, str], paths: dict[str, str]) -> str | None:
+    """:func:`sequencer_path` of the modules ``mods`` and their instance ``paths``."""
+    owners = {name for name, body in mods.items() if _declares(body, "cur_insn")}
     hits = [p for p, mod in paths.items() if mod in owners]
     return max(hits, key=lambda p: (p.count("."), p)) if hits else None
 
@@ -322,8 +332,9 @@ def resolve_scopes(verilog: str, opts: WaveOptions) -> str:
 
     if not opts.limited:
         return ""
-    paths = instance_paths(verilog, SIM_TOP)
-    seq = sequencer_path(verilog, paths)
+    mods = _modules(verilog)  # parsed once for both
+    paths = _instance_paths(mods, SIM_TOP)
+    seq = _sequencer_path(mods, paths)
     items = [f"{SIM_TOP}:{int(opts.depth or 1)}"]
     if seq:
         items.append(f"{seq}:1")
@@ -386,13 +397,12 @@ def plusargs(opts: WaveOptions, dump: Path, verilog: str) -> list[str]:
 
 @dataclass
 class Scope:
-    """A scope of the dump: full name, local name, its variables by local name, children."""
+    """A scope of the dump: full name, local name, depth, its variables by local name."""
 
     full: str
     name: str
     depth: int
     vars: dict[str, Any] = field(default_factory=dict)
-    children: list["Scope"] = field(default_factory=list)
 
 
 def _natural_key(text: str) -> list:
@@ -417,20 +427,18 @@ class Hierarchy:
         self.scopes: list[Scope] = []
         self.vars: dict[str, Any] = {}
 
-        def walk(s, depth: int) -> Scope:
+        def walk(s, depth: int) -> None:
             sc = Scope(s.full_name, s.name, depth)
             for v in s.vars():
                 sc.vars.setdefault(v.name, v)
                 self.vars.setdefault(v.full_name, v)
             self.scopes.append(sc)
-            sc.children = [walk(c, depth + 1) for c in s.scopes()]
-            return sc
+            for c in s.scopes():
+                walk(c, depth + 1)
 
-        self.roots = [walk(s, 0) for s in self.wave.scopes() if not s.name.startswith("$")]
-
-    @property
-    def format(self) -> str:
-        return self.wave.file_format
+        for s in self.wave.scopes():
+            if not s.name.startswith("$"):
+                walk(s, 0)
 
     def with_vars(self, *names: str) -> list[Scope]:
         """Scopes holding every one of ``names``, shallowest first, then in natural order."""
@@ -440,10 +448,6 @@ class Hierarchy:
     def first(self, *names: str) -> Scope | None:
         hits = self.with_vars(*names)
         return hits[0] if hits else None
-
-
-def read_hierarchy(path: str | os.PathLike) -> Hierarchy:
-    return Hierarchy(path)
 
 
 def _int(value) -> int:
@@ -539,19 +543,21 @@ def _write_filter(path: Path, entries: list[tuple[int, str]], size: int) -> None
     path.write_text(make_translation_filter(sorted(set(entries)), datafmt="hex", size=size) + "\n")
 
 
-def write_gtkw(dump: str | os.PathLike, config=None, out_dir: str | os.PathLike | None = None,
-               *, save_name: str = "waves.gtkw") -> dict[str, Any]:
-    """Write the GTKWave save file (and its filter files) for ``dump`` into ``out_dir``
-    (default: the dump's directory). Only traces found in the dump are named; every path in the
-    file is relative to ``out_dir``. Returns ``{"gtkw", "filters", "traces", "groups"}``."""
+def write_gtkw(dump: str | os.PathLike | Hierarchy, config=None,
+               out_dir: str | os.PathLike | None = None, *, save_name: str = "waves.gtkw") -> dict[str, Any]:
+    """Write the GTKWave save file (and its filter files) for ``dump`` (a path or its
+    :class:`Hierarchy`) into ``out_dir`` (default: the dump's directory). Only traces found in
+    the dump are named; every path in the file is relative to ``out_dir``. Returns
+    ``{"gtkw", "filters", "traces", "groups"}``."""
     from vcd.gtkw import GTKWColor, GTKWFlag, GTKWSave
 
+    from fusemax.hw.sequencer import ACTIVITY
     from fusemax.sw.schedule import mnemonic
 
-    dump = Path(dump)
+    h = dump if isinstance(dump, Hierarchy) else Hierarchy(dump)
+    dump = h.path
     out = Path(out_dir) if out_dir is not None else dump.parent
     out.mkdir(parents=True, exist_ok=True)
-    h = Hierarchy(dump)
     lay = _Layout()
     filters: dict[str, str] = {}
     groups: list[str] = []
@@ -605,21 +611,14 @@ def write_gtkw(dump: str | os.PathLike, config=None, out_dir: str | os.PathLike 
         lay.end("sequencer")
 
     # --- per-Einsum activity ---
-    try:
-        from fusemax.hw.sequencer import ACTIVITY
-    except Exception:  # noqa: BLE001 (the generator may be mid-edit; fall back to the dump)
-        ACTIVITY = {}
-    names = list(ACTIVITY) or sorted({n for s in h.scopes for n in s.vars if n.startswith("act_")})
-    act = (seq if seq is not None and all(n in seq.vars for n in names) else h.first(*names)) \
-        if names else None
+    act = seq if seq is not None and all(n in seq.vars for n in ACTIVITY) else h.first(*ACTIVITY)
     if act is not None:
         groups.append("activity")
         lay.begin("activity (per Einsum)")
-        for n in names:
-            arr = ACTIVITY.get(n, "")
-            color = GTKWColor.green if arr == "2d" else GTKWColor.orange if arr == "1d" else None
-            lay.trace(_Trace(act.vars[n].full_name, f"{n[4:].upper()} ({arr.upper()})".replace(" ()", ""),
-                             "bin", color=color))
+        for n, arr in ACTIVITY.items():
+            color = GTKWColor.green if arr == "2d" else GTKWColor.orange
+            lay.trace(_Trace(act.vars[n].full_name, f"{n[4:].upper()} ({arr.upper()})", "bin",
+                             color=color))
         for s in h.with_vars("busy_2d", "busy_1d")[:1]:
             lay.trace(_Trace(s.vars["busy_2d"].full_name, "2D busy", "bin", color=GTKWColor.green))
             lay.trace(_Trace(s.vars["busy_1d"].full_name, "1D busy", "bin", color=GTKWColor.orange))
@@ -759,17 +758,27 @@ def open_command(out_dir: str | os.PathLike, dump_name_: str, save: str = "waves
     return f"cd {shlex.quote(str(Path(out_dir).resolve()))} && gtkwave {dump_name_} {save}"
 
 
-def finish(opts: WaveOptions, dump: Path, config=None) -> dict[str, Any]:
+class WavesInfo(dict):
+    """The ``waves_info`` dict of a run; ``hierarchy`` is the :class:`Hierarchy` of the dump that
+    :func:`finish` read (not part of the dict, so not in any JSON), for reuse, e.g. by
+    :func:`fusemax.sim.timeline.read_activity`."""
+
+    hierarchy: Hierarchy | None = None
+
+
+def finish(opts: WaveOptions, dump: Path, config=None) -> WavesInfo:
     """After a run: the save file and filters next to ``dump``, ``waves.json``, and (when
-    ``opts.record``) ``build/waves/last``. Returns the ``waves_info`` of a run's results."""
+    ``opts.record``) ``build/waves/last``. Returns the ``waves_info`` of a run's results (its
+    ``hierarchy`` attribute holds the dump's :class:`Hierarchy`)."""
     dump = Path(dump)
     if not dump.is_file() or dump.stat().st_size == 0:
         raise FuseMaxError(f"the simulation wrote no waveform dump at {dump}")
-    info: dict[str, Any] = {"dir": str(opts.dir.resolve()), "dump": str(dump.resolve()),
-                            "format": dump.suffix.lstrip("."), "format_note": format_note(),
-                            "bytes": dump.stat().st_size,
-                            "options": opts.as_dict()}
-    layout = write_gtkw(dump, config, opts.dir)
+    info = WavesInfo({"dir": str(opts.dir.resolve()), "dump": str(dump.resolve()),
+                      "format": dump.suffix.lstrip("."), "format_note": format_note(),
+                      "bytes": dump.stat().st_size,
+                      "options": opts.as_dict()})
+    info.hierarchy = Hierarchy(dump)
+    layout = write_gtkw(info.hierarchy, config, opts.dir)
     info.update({k: v for k, v in layout.items() if k != "traces"})
     info["n_traces"] = len(layout["traces"])
     info["open"] = open_command(opts.dir, dump.name)
