@@ -89,6 +89,8 @@ class NumericsConfig:
 
     Fields
     ------
+    name : str
+        Name of the number system (``fx16``, ``int8``: the ``numerics`` of the presets).
     q, k, v : FixedFormat
         Input formats. Q is quantized *after* multiplying by ``scale * log2(e)``, so BQK is a
         score in log2 units and exp is a base-2 exponential.
@@ -280,9 +282,13 @@ class FuseMaxConfig:
     Add fields with defaults only (JSON written earlier must keep loading).
     """
 
+    #: Name of the configuration (a preset's name; names build directories and reports).
     name: str
+    #: Rows of the 2D array = keys per tile (M0); also the lanes of a K/V buffer line.
     rows: int
+    #: Columns of the 2D array = queries per tile (P0) = PEs of the 1D array.
     cols: int
+    #: Number formats and arithmetic choices (:class:`NumericsConfig`, docs/numerics.md).
     numerics: NumericsConfig = field(default_factory=NumericsConfig)
     #: Largest E the Q buffer and a K chunk hold (lines per query block / per chunk).
     max_e: int = 64

@@ -23,25 +23,28 @@ CASES = {
 }
 
 
-def _run(cfg, tiles, F, lane_ok, rng):
+def _run(cfg, tiles, F, lane_ok, rng, av_ok=None, restart=()):
     nc = cfg.numerics
     pe = PE1D(cfg)
     got = {"rd": [], "rnv": [], "av": [], "flags": []}
 
     async def bench(ctx):
         ctx.set(pe.lane_ok, int(lane_ok))
+        ctx.set(pe.av_lane_ok, int(lane_ok if av_ok is None else av_ok))
         ctx.set(pe.reset_state, 1)
         await ctx.tick()
         ctx.set(pe.reset_state, 0)
-        for lm, lmv, sld, slnv in tiles:
+        for t, (lm, lmv, sld, slnv) in enumerate(tiles):
             ctx.set(pe.lm, lm)
             ctx.set(pe.lm_valid, lmv)
             ctx.set(pe.rm_en, 1)
             await ctx.tick()
             ctx.set(pe.rm_en, 0)
             ctx.set(pe.exp_start, 1)
+            ctx.set(pe.prm_zero, int(t in restart))
             await ctx.tick()
             ctx.set(pe.exp_start, 0)
+            ctx.set(pe.prm_zero, 0)
             for _ in range(nc.exp_cycles - 1):
                 await ctx.tick()
             assert ctx.get(pe.exp_done) == 1
@@ -101,8 +104,10 @@ def _run(cfg, tiles, F, lane_ok, rng):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("lane_ok", [True, False])
-def test_pe1d_matches_twins(name, lane_ok):
+@pytest.mark.parametrize("lane_ok, av_ok", [(True, True), (False, False), (True, False), (False, True)])
+def test_pe1d_matches_twins(name, lane_ok, av_ok):
+    """Five tiles (tile 1 fully masked, tile 3 restarts the sums: PRM = 0 with RM kept), then
+    AV; the tiles' flags follow lane_ok, the divider's av_lane_ok."""
     cfg = CASES[name]
     nc = cfg.numerics
     mode = nc.rounding
@@ -119,13 +124,13 @@ def test_pe1d_matches_twins(name, lane_ok):
         if name == "narrow":
             slnv = slnv * 0 + lim - 1  # push RNV to saturation
         tiles.append((lm, lmv, sld, slnv))
-    got = _run(cfg, tiles, F, lane_ok, rng)
+    got = _run(cfg, tiles, F, lane_ok, rng, av_ok, restart=(3,))
 
     RM, RMv, RD, RNV = 0, False, 0, np.zeros(F, np.int64)
     any_rd, any_rnv = False, False
     for i, (lm, lmv, sld, slnv) in enumerate(tiles):
         rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, bool(lmv))
-        prm = nm.exp2(nm.sub(RM, rm_new), not RMv, nc)
+        prm = nm.exp2(nm.sub(RM, rm_new), not RMv or i == 3, nc)
         spd, f1 = nm.rescale(RD, prm, nc.exp.frac, nc.rd, mode)
         RD, f2 = nm.requantize(nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode) + spd, nc.rd.frac, nc.rd, mode)
         spnv, f3 = nm.rescale(RNV, prm, nc.exp.frac, nc.rnv, mode)
@@ -139,7 +144,7 @@ def test_pe1d_matches_twins(name, lane_ok):
         any_rnv |= bool((f3 | f4).any())
     av, s, dz = nm.divide(RNV, RD, nc)
     assert [g[0] for g in got["av"]] == [int(x) for x in av]
-    assert [g[1] for g in got["av"]] == [int(lane_ok and x) for x in s]
-    assert [g[2] for g in got["av"]] == [int(lane_ok and x) for x in dz]
+    assert [g[1] for g in got["av"]] == [int(av_ok and x) for x in s]
+    assert [g[2] for g in got["av"]] == [int(av_ok and x) for x in dz]
     if name == "narrow":
         assert any_rnv and any_rd

@@ -20,7 +20,8 @@ END = encode("END")
 
 # (name, schedule, expected error flag or None, instructions executed)
 CASES = [
-    ("ok", [HDR, SHAPE, encode("MASK", M=1, P=1), encode("CAUSAL", enable=1), END], None, 5),
+    ("ok", [HDR, SHAPE, encode("MASK", M=1, P=1), encode("CAUSAL", enable=1),
+            encode("WINDOW", W=3), END], None, 6),
     ("tag", [encode("HDR", version=VERSION, tag=TAG ^ 1), SHAPE, END], "config", 1),
     ("version", [encode("HDR", version=VERSION + 1, tag=TAG), SHAPE, END], "config", 1),
     ("no-hdr", [SHAPE, HDR, END], "config", 1),
@@ -29,7 +30,7 @@ CASES = [
     ("E-big", [HDR, encode("SHAPE", E=max_e_effective(CFG) + 1, F=2), END], "shape", 2),
     ("F-big", [HDR, encode("SHAPE", E=2, F=CFG.max_f + 1), END], "shape", 2),
     ("ldq-before-shape", [HDR, encode("LDQ", addr=10), END], "shape", 2),
-    ("opcode-05", [HDR, SHAPE, 0x05 << OPCODE_LO, END], "opcode", 3),
+    ("opcode-06", [HDR, SHAPE, 0x06 << OPCODE_LO, END], "opcode", 3),  # 0x05 is WINDOW
     ("opcode-00", [HDR, SHAPE, 0, END], "opcode", 3),
     ("tile-unloaded", [HDR, SHAPE, encode("TILE", slot=1), END], "opcode", 3),
     ("ok-again", [HDR, SHAPE, END], None, 3),

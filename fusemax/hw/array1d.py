@@ -2,7 +2,8 @@
 
 Inputs come from the 2D array's tree roots (``lm``, ``sld``, ``slnv``); ``rm_new`` goes back
 up the columns. Controls are broadcast to every lane; ``lane_ok[c]`` = (p_base + c < P) masks
-the flags of padding lanes. ``exp_done``/``div_done`` and the flag outputs are ORs over the lanes
+the flags of padding lanes, ``av_lane_ok[c]`` = (av_p_base + c < P) the divider's flags (the
+block whose AV runs). ``exp_done``/``div_done`` and the flag outputs are ORs over the lanes
 (all lanes run in lock step).
 """
 
@@ -27,8 +28,9 @@ class Array1D(wiring.Component):
             "lm_valid": In(C),
             "sld": In(data.ArrayLayout(signed(config.sld_width), C)),
             "slnv": In(data.ArrayLayout(signed(config.slnv_width), C)),
-            "p_base": In(MASK_W["p_base"]), "P": In(MASK_W["P"]),
-            "reset_state": In(1), "rm_en": In(1), "exp_start": In(1), "rd_en": In(1),
+            "p_base": In(MASK_W["p_base"]), "av_p_base": In(MASK_W["p_base"]), "P": In(MASK_W["P"]),
+            "reset_state": In(1), "reset_rm": In(1), "rm_en": In(1), "exp_start": In(1), "prm_zero": In(1),
+            "rd_en": In(1),
             "rf_raddr": In(fw), "rnv_we": In(1), "rnv_waddr": In(fw),
             "rm_commit": In(1), "div_start": In(1), "wb_sel": In(1),
             "rm_new": Out(data.ArrayLayout(nc.score.shape(), C)),
@@ -48,9 +50,9 @@ class Array1D(wiring.Component):
             m.d.comb += [
                 pe.lm.eq(self.lm[c]), pe.lm_valid.eq(self.lm_valid[c]),
                 pe.sld.eq(self.sld[c]), pe.slnv.eq(self.slnv[c]),
-                pe.lane_ok.eq(self.p_base + c < self.P),
-                pe.reset_state.eq(self.reset_state), pe.rm_en.eq(self.rm_en),
-                pe.exp_start.eq(self.exp_start), pe.rd_en.eq(self.rd_en),
+                pe.lane_ok.eq(self.p_base + c < self.P), pe.av_lane_ok.eq(self.av_p_base + c < self.P),
+                pe.reset_state.eq(self.reset_state), pe.reset_rm.eq(self.reset_rm), pe.rm_en.eq(self.rm_en),
+                pe.exp_start.eq(self.exp_start), pe.prm_zero.eq(self.prm_zero), pe.rd_en.eq(self.rd_en),
                 pe.rf_raddr.eq(self.rf_raddr), pe.rnv_we.eq(self.rnv_we),
                 pe.rnv_waddr.eq(self.rnv_waddr), pe.rm_commit.eq(self.rm_commit),
                 pe.div_start.eq(self.div_start), pe.wb_sel.eq(self.wb_sel),

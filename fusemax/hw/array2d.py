@@ -4,8 +4,9 @@
 * **Buses**: ``q_line[c]`` (a Q buffer line) goes down column c; ``kv_line[r]`` (a K or V
   buffer line) goes along row r; ``rm[c]`` (RM_new of 1D PE c) goes up column c.
 * **Mask**: PE(r, c) sees key m = m_base + r and query p = p_base + c; it is valid iff
-  m < M, p < P and (not causal or m <= p + M - P), i.e. m + P <= p + M. Padding lanes
-  (p >= P) are invalid, so they never raise a flag.
+  m < M, p < P, (not causal or m <= p + M - P, i.e. m + P <= p + M) and (W = 0 or
+  m > p + M - P - W, i.e. p + M < m + P + W). Padding lanes (p >= P) are invalid, so they
+  never raise a flag. ``causal`` is ``CAUSAL.enable``, ``window`` the W of ``WINDOW``.
 * **Trees** (per column, over r; each root is a register, latency 1):
   ``lm``: MaxValid tree of (score, valid) -> LM, LM.valid;
   ``sld``: exact sum of SLN (``config.sld_width`` bits);
@@ -30,7 +31,8 @@ from fusemax.sw.schedule import OPCODES
 
 #: Widths of the mask fields (from the schedule format's field table).
 MASK_W = {"M": OPCODES["MASK"].fields["M"][1], "P": OPCODES["MASK"].fields["P"][1],
-          "m_base": OPCODES["TILE"].fields["m_base"][1], "p_base": OPCODES["LDQ"].fields["p_base"][1]}
+          "m_base": OPCODES["TILE"].fields["m_base"][1], "p_base": OPCODES["LDQ"].fields["p_base"][1],
+          "window": OPCODES["WINDOW"].fields["W"][1]}
 
 
 class Array2D(wiring.Component):
@@ -47,6 +49,7 @@ class Array2D(wiring.Component):
             "score_en": In(1), "exp_start": In(1),
             "m_base": In(MASK_W["m_base"]), "p_base": In(MASK_W["p_base"]),
             "M": In(MASK_W["M"]), "P": In(MASK_W["P"]), "causal": In(1),
+            "window": In(MASK_W["window"]),
             "rm": In(data.ArrayLayout(nc.score.shape(), C)),
             "rm_valid": In(C),
             "lm": Out(data.ArrayLayout(nc.score.shape(), C)),
@@ -67,13 +70,19 @@ class Array2D(wiring.Component):
             for c in range(C):
                 m.submodules[f"pe_r{r}_c{c}"] = pes[r][c]
 
-        # Mask terms: per row m + P and m < M; per column p + M and p < P.
-        row_lhs, row_ok, col_rhs, col_ok = [], [], [], []
+        # Mask terms: per row m + P, m + P + W and m < M; per column p + M and p < P.
+        causal, window = self.causal, self.window
+        windowed = Signal(name="mask_windowed")
+        m.d.comb += windowed.eq(window != 0)
+        row_lhs, row_win, row_ok, col_rhs, col_ok = [], [], [], [], []
         for r in range(R):
             lhs = Signal(unsigned(34), name=f"mask_row{r}_mP")
+            win = Signal(unsigned(34), name=f"mask_row{r}_mPW")
             ok = Signal(name=f"mask_row{r}_ok")
-            m.d.comb += [lhs.eq(self.m_base + r + self.P), ok.eq(self.m_base + r < self.M)]
+            m.d.comb += [lhs.eq(self.m_base + r + self.P), win.eq(lhs + window),
+                         ok.eq(self.m_base + r < self.M)]
             row_lhs.append(lhs)
+            row_win.append(win)
             row_ok.append(ok)
         for c in range(C):
             rhs = Signal(unsigned(34), name=f"mask_col{c}_pM")
@@ -93,7 +102,8 @@ class Array2D(wiring.Component):
                     pe.mac_first.eq(self.mac_first),
                     pe.mac_sel.eq(self.mac_sel),
                     pe.score_en.eq(self.score_en),
-                    pe.valid_in.eq(row_ok[r] & col_ok[c] & (~self.causal | (row_lhs[r] <= col_rhs[c]))),
+                    pe.valid_in.eq(row_ok[r] & col_ok[c] & (~causal | (row_lhs[r] <= col_rhs[c]))
+                                   & (~windowed | (col_rhs[c] < row_win[r]))),
                     pe.rm.eq(self.rm[c]),
                     pe.rm_valid.eq(self.rm_valid[c]),
                     pe.exp_start.eq(self.exp_start),

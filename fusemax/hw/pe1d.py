@@ -20,13 +20,18 @@ part       component                                  Einsums
 No RNV clearing is needed at LDQ: while RM is not valid, PRM = 0, so SPNV = RNV·0 = 0 and
 the first tile overwrites every RNV[f], f < F (the same holds for RD, which is cleared anyway).
 
-Controls: ``reset_state`` (LDQ: RM.valid = 0, RD = 0), ``rm_en`` (latch rm_new from
-``lm``), ``exp_start`` (PRM), ``rd_en`` (RD update from ``sld``), ``rf_raddr`` (RNV read
+Controls: ``reset_state`` (RM.valid = 0, RD = 0: AV.first of a block without tiles),
+``reset_rm`` (RM.valid = 0 only: TILE.first, which may issue while the previous block's AV
+still divides by RD; RD need not be cleared, see above), ``prm_zero`` (with ``exp_start``:
+this PRM is 0, so the sums restart while RM stays: TILE.restart), ``rm_en`` (latch rm_new
+from ``lm``), ``exp_start`` (PRM), ``rd_en`` (RD update from ``sld``), ``rf_raddr`` (RNV read
 address; data one cycle later), ``rnv_we`` + ``rnv_waddr`` (RNV update from ``slnv`` and the
 read data), ``rm_commit`` (RM = rm_new), ``div_start`` (num = read data, den = RD; one
 divide per cycle on a ``PipelinedDivider``), ``wb_sel`` (the register file's write data is
 the divider's output: AV results overwrite RNV[f] and are stored to memory from there).
-Flag outputs are pulses already masked with ``lane_ok`` (query p < P).
+Flag outputs are pulses already masked with ``lane_ok`` (query p < P); the divider's flags
+(``out_sat``, ``dz``) with ``av_lane_ok``, the lane's validity for the block whose AV runs
+(the next block's tiles may already have changed ``lane_ok``).
 """
 
 from __future__ import annotations
@@ -55,10 +60,10 @@ class PE1D(wiring.Component):
             "lm": In(nc.score.shape()), "lm_valid": In(1),
             "sld": In(signed(config.sld_width)),
             "slnv": In(signed(config.slnv_width)),
-            "lane_ok": In(1),
-            "reset_state": In(1),
+            "lane_ok": In(1), "av_lane_ok": In(1),
+            "reset_state": In(1), "reset_rm": In(1),
             "rm_en": In(1),
-            "exp_start": In(1),
+            "exp_start": In(1), "prm_zero": In(1),
             "rd_en": In(1),
             "rf_raddr": In(fw),
             "rnv_we": In(1),
@@ -99,10 +104,11 @@ class PE1D(wiring.Component):
         with m.If(self.rm_commit):
             m.d.sync += [self.rm.eq(self.rm_new), self.rm_valid.eq(self.rm_new_valid)]
 
-        # PRM = exp2(RM_old - RM_new), 0 while RM_old is -inf.
+        # PRM = exp2(RM_old - RM_new), 0 while RM_old is -inf or when the sums restart
+        # (``prm_zero`` with ``exp_start``: TILE.restart).
         m.d.comb += [
             sub.a.eq(self.rm), sub.b.eq(self.rm_new),
-            exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid), exp.start.eq(self.exp_start),
+            exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid | self.prm_zero), exp.start.eq(self.exp_start),
             self.prm.eq(exp.y), self.exp_done.eq(exp.done),
         ]
 
@@ -117,6 +123,8 @@ class PE1D(wiring.Component):
             m.d.sync += [self.rd.eq(0), self.rm_valid.eq(0)]
         with m.Elif(self.rd_en):
             m.d.sync += self.rd.eq(rqd.y)
+        with m.If(self.reset_rm):
+            m.d.sync += self.rm_valid.eq(0)
         m.d.comb += self.rd_sat.eq(self.rd_en & self.lane_ok & (rsd.sat | rqd.sat))
 
         # RNV[f] = sat(round_shift(SLNV, exp.frac + v.frac -> rnv.frac) + RNV[f]·PRM)
@@ -138,6 +146,6 @@ class PE1D(wiring.Component):
         m.d.comb += [
             div.num.eq(rport.data), div.den.eq(self.rd), div.start.eq(self.div_start),
             self.div_done.eq(div.done),
-            self.out_sat.eq(div.done & self.lane_ok & div.sat), self.dz.eq(div.done & self.lane_ok & div.dz),
+            self.out_sat.eq(div.done & self.av_lane_ok & div.sat), self.dz.eq(div.done & self.av_lane_ok & div.dz),
         ]
         return m

@@ -25,7 +25,9 @@ updates: in the steady state a tile costs E + F cycles and the MAC never waits. 
 of tile t start as late as they must (their results replace SLN and PRM of tile t − 1,
 which B of tile t − 1 still reads), as early as they can (age 4). A new A starts only when
 the previous tile's exps have started (so RM and the score register are free). TILE's
-``serial`` bit runs a tile alone: nothing overlaps it (the +Architecture ablation).
+``serial`` bit runs a tile alone: nothing overlaps it (the +Architecture ablation). TILE's
+``restart`` bit makes the tile's PRM 0 (``prm_zero`` with the exps' start), so RD and RNV start
+again from this tile's SLD and SLNV while RM stays: the second pass of the 3-pass cascade.
 
 Slots: three K/V slots; ``loaded[s]`` is set when an LDKV to s issues, a slot is *ready*
 when loaded and not filling; ``slot_busy[s]`` from the TILE that reads s until its B starts
@@ -34,12 +36,21 @@ LDKV waits while the loader's issue side is busy or its slot is busy. A TILE on 
 was never loaded is a malformed schedule: ``error.opcode``, stop.
 
 LDQ loads the Q buffer in the background (it waits only while a tile is in stage A, the Q
-buffer's one reader) and stages p_base; the first TILE of a block (``first``), or the AV of a
-block without tiles, waits for the engine to drain, resets RM.valid and RD and makes the
-staged p_base current. SHAPE, MASK, CAUSAL, AV and END wait until the tile engine has drained.
-AV: F cycles reading RNV[f] and starting one divide per cycle on each lane's pipelined
-divider; the results are written back over RNV[f] in their done cycles and each line is stored
-once it has been read back after its write-back: F + max(F, div_cycles + 1) + 1 cycles.
+buffer's one reader) and stages p_base. The first TILE of a block (``first``) waits for the
+tile engine to drain, resets RM.valid (``reset_rm``; RD needs no clearing: while RM is not
+valid PRM = 0, so the first RD update writes SLD alone) and makes the staged p_base current;
+the AV of a block without tiles waits for everything, resets RM.valid and RD and takes the
+staged p_base. SHAPE, MASK, CAUSAL, WINDOW, AV and END wait until the tile engine and AV are
+done. CAUSAL and WINDOW set the mask's ``causal`` and ``window`` (W, 0 = off; both cleared by
+``start``).
+
+AV runs in the background (``av_div``, ``av_st``): F cycles reading RNV[f] and starting one
+divide per cycle on each lane's pipelined divider; the results are written back over RNV[f]
+in their done cycles and each line is stored once it has been read back after its
+write-back: F + max(F, div_cycles + 1) + 1 cycles. Meanwhile the next block's tiles run
+stages A and X; their exps wait until the divides are issued (they update RD, the divisor)
+and stage B until the stores are done (B uses the register file's one read port). Its flags
+are masked with the lanes of its own block (``av_p_base``).
 """
 
 from __future__ import annotations
@@ -108,7 +119,9 @@ class Sequencer(wiring.Component):
             "score_en": Out(1), "exp2d_start": Out(1),
             "m_base": Out(MASK_W["m_base"]), "p_base": Out(MASK_W["p_base"]),
             "M": Out(MASK_W["M"]), "P": Out(MASK_W["P"]), "causal": Out(1),
-            "reset_state": Out(1), "rm_en": Out(1), "exp1d_start": Out(1), "rd_en": Out(1),
+            "window": Out(MASK_W["window"]),
+            "reset_state": Out(1), "reset_rm": Out(1), "av_p_base": Out(MASK_W["p_base"]),
+            "rm_en": Out(1), "exp1d_start": Out(1), "prm_zero": Out(1), "rd_en": Out(1),
             "rf_raddr": Out(fw), "rnv_we": Out(1), "rnv_waddr": Out(fw),
             "rm_commit": Out(1), "div_start": Out(1), "wb_sel": Out(1),
             "exp_done": In(1), "div_done": In(1),
@@ -153,6 +166,8 @@ class Sequencer(wiring.Component):
         z_val, z_rdy, z_slot, z_ser = Signal(name="z_valid"), Signal(name="z_ready"), Signal(2, name="z_slot"), Signal(name="z_serial")
         b_run, b_cnt, b_slot, b_ser = Signal(name="b_run"), Signal(DIM_W, name="b_cnt"), Signal(2, name="b_slot"), Signal(name="b_serial")
         exp_run = Signal(name="exp_run")
+        # TILE.restart travels with its tile to the exps' start (PRM = 0 there)
+        a_rst, x_rst = Signal(name="a_restart"), Signal(name="x_restart")
 
         iss, iss_first, iss_sel = Signal(name="iss"), Signal(name="iss_first"), Signal(name="iss_sel")
         p1, p1_first, p1_sel = Signal(name="p1"), Signal(name="p1_first"), Signal(name="p1_sel")
@@ -169,8 +184,11 @@ class Sequencer(wiring.Component):
         # the MAC is free for a new A or B from the next cycle on
         eng_free = (~a_run | a_last) & (~b_run | b_last)
         sln_ready = z_val & (z_rdy | self.exp_done)
+        # AV (background, below) owns the RNV register file's read port and RD until it is done
+        av_div, av_st = Signal(name="av_div"), Signal(name="av_st")
+        av_busy = av_div | av_st
         go_b = Signal(name="go_b")
-        m.d.comb += go_b.eq(eng_free & sln_ready)
+        m.d.comb += go_b.eq(eng_free & sln_ready & ~av_busy)
 
         # the exps of the tile in X: RM_new is ready (age >= 4), the exp units are free, the
         # tile in Z has moved on to B, and SLN/PRM of the tile in B are not needed any more
@@ -181,8 +199,10 @@ class Sequencer(wiring.Component):
             drain_ok = ~p1
         clobber_ok = Mux(b_run, b_cnt + d >= self.F + 2, drain_ok)
         exp_go = Signal(name="exp_go")
-        m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & (~exp_run | self.exp_done) & clobber_ok)
+        # (and RD, which they update, is not read by AV's divides any more)
+        m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & (~exp_run | self.exp_done) & clobber_ok & ~av_div)
         m.d.comb += [self.exp2d_start.eq(exp_go), self.exp1d_start.eq(exp_go), self.rm_commit.eq(exp_go),
+                     self.prm_zero.eq(exp_go & x_rst),
                      self.score_en.eq(x_val & (x_age == 1)), self.rm_en.eq(x_val & (x_age == 3))]
         with m.If(exp_go):
             m.d.sync += exp_run.eq(1)
@@ -206,7 +226,7 @@ class Sequencer(wiring.Component):
                          iss.eq(1), iss_first.eq(1), iss_sel.eq(1)]
             m.d.sync += b_cnt.eq(b_cnt + 1)
         with m.If(a_last):
-            m.d.sync += [a_run.eq(0), x_val.eq(1), x_age.eq(0), x_slot.eq(a_slot), x_ser.eq(a_ser)]
+            m.d.sync += [a_run.eq(0), x_val.eq(1), x_age.eq(0), x_slot.eq(a_slot), x_ser.eq(a_ser), x_rst.eq(a_rst)]
         with m.If(b_last):
             m.d.sync += b_run.eq(0)
         m.d.comb += self.tile_fire.eq(b_last)
@@ -246,10 +266,13 @@ class Sequencer(wiring.Component):
         ]
         eng_busy = Signal(name="engine_busy")
         m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend | exp_run | self.exp_done)
+        all_busy = Signal(name="all_busy")
+        m.d.comb += all_busy.eq(eng_busy | av_busy)
 
         slot_f = field(w, "TILE", "slot")
         ser_f = field(w, "TILE", "serial")
         first_f = field(w, "TILE", "first")
+        restart_f = field(w, "TILE", "restart")
         av_first_f = field(w, "AV", "first")
         kv_slot_f = field(w, "LDKV", "slot")
         ready = Signal(KV_SLOTS, name="kv_ready")
@@ -269,8 +292,8 @@ class Sequencer(wiring.Component):
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.comb += [self.clear.eq(1), self.fetch_start.eq(1), self.fetch_addr.eq(self.sched_base)]
-                    m.d.sync += [err.eq(0), self.done.eq(0), self.busy.eq(1), seen_hdr.eq(0),
-                                 shape_ok.eq(0), loaded.eq(0), slot_busy.eq(0), self.causal.eq(0),
+                    m.d.sync += [err.eq(0), self.done.eq(0), self.busy.eq(1), seen_hdr.eq(0), av_div.eq(0), av_st.eq(0),
+                                 shape_ok.eq(0), loaded.eq(0), slot_busy.eq(0), self.causal.eq(0), self.window.eq(0),
                                  self.M.eq(0), self.P.eq(0), self.cur_insn.eq(0)]
                     m.next = "FETCH"
 
@@ -289,17 +312,21 @@ class Sequencer(wiring.Component):
                     e, f = field(w, "SHAPE", "E"), field(w, "SHAPE", "F")
                     with m.If((e == 0) | (e > max_e_effective(cfg)) | (f == 0) | (f > cfg.max_f)):
                         fail("shape")
-                    with m.Elif(~eng_busy & ~self.ldkv_busy & (self.kv_filling == 0) & ~self.ldq_busy):
+                    with m.Elif(~all_busy & ~self.ldkv_busy & (self.kv_filling == 0) & ~self.ldq_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [self.E.eq(e), self.F.eq(f), shape_ok.eq(1)]
                 with m.Elif(op == OPCODES["MASK"].code):
-                    with m.If(~eng_busy):
+                    with m.If(~all_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += [self.M.eq(field(w, "MASK", "M")), self.P.eq(field(w, "MASK", "P"))]
                 with m.Elif(op == OPCODES["CAUSAL"].code):
-                    with m.If(~eng_busy):
+                    with m.If(~all_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += self.causal.eq(field(w, "CAUSAL", "enable"))
+                with m.Elif(op == OPCODES["WINDOW"].code):
+                    with m.If(~all_busy):
+                        m.d.comb += pop.eq(1)
+                        m.d.sync += self.window.eq(field(w, "WINDOW", "W"))
                 with m.Elif(op == OPCODES["LDQ"].code):
                     # the Q buffer is read only by stage A
                     with m.If(~shape_ok):
@@ -325,57 +352,59 @@ class Sequencer(wiring.Component):
                     with m.Elif((slot_f >= KV_SLOTS) | ~loaded.bit_select(slot_f, 1)):
                         fail("opcode")
                     with m.Elif(~ready.bit_select(slot_f, 1) | self.ldq_busy):
-                        m.d.comb += exec_wait.eq(eng_free & ~sln_ready)
-                    with m.Elif(eng_free & ~sln_ready & x_free & ~ser_hold & (~ser_f | eng_quiet)
+                        m.d.comb += exec_wait.eq(eng_free & ~go_b)
+                    with m.Elif(eng_free & ~go_b & x_free & ~ser_hold & (~ser_f | (eng_quiet & ~av_busy))
                                 & (~first_f | ~eng_busy)):
-                        m.d.comb += [pop.eq(1), set_busy.eq(1 << slot_f), self.reset_state.eq(first_f)]
-                        m.d.sync += [a_run.eq(1), a_cnt.eq(0), a_slot.eq(slot_f), a_ser.eq(ser_f),
+                        m.d.comb += [pop.eq(1), set_busy.eq(1 << slot_f), self.reset_rm.eq(first_f)]
+                        m.d.sync += [a_run.eq(1), a_cnt.eq(0), a_slot.eq(slot_f), a_ser.eq(ser_f), a_rst.eq(restart_f),
                                      self.m_base.eq(field(w, "TILE", "m_base"))]
                         with m.If(first_f):
                             m.d.sync += self.p_base.eq(p_next)
                 with m.Elif(op == OPCODES["AV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
-                    with m.Elif(~eng_busy & ~(av_first_f & self.ldq_busy)):
+                    with m.Elif(~all_busy & ~(av_first_f & self.ldq_busy)):
                         m.d.comb += [pop.eq(1), self.reset_state.eq(av_first_f)]
-                        m.d.sync += [st_base.eq(field(w, "AV", "addr")), cnt.eq(0), wb_cnt.eq(0)]
+                        m.d.sync += [st_base.eq(field(w, "AV", "addr")), cnt.eq(0), wb_cnt.eq(0), av_div.eq(1),
+                                     self.av_p_base.eq(Mux(av_first_f, p_next, self.p_base))]
                         with m.If(av_first_f):
                             m.d.sync += self.p_base.eq(p_next)
-                        m.next = "A_DIV"
                 with m.Elif(op == OPCODES["END"].code):
-                    with m.If(~eng_busy):
+                    with m.If(~all_busy):
                         m.d.comb += pop.eq(1)
                         m.next = "STOP"
                 with m.Else():
                     fail("opcode")
 
-            # ---------------- AV ----------------
-            with m.State("A_DIV"):      # read RNV[f], start divide f one cycle later
-                m.d.comb += [in_av.eq(1), self.rf_raddr_av.eq(cnt), av_iss.eq(1)]
-                m.d.sync += [cnt.eq(cnt + 1), st_ok.eq(0)]
-                with m.If(cnt == self.F - 1):
-                    m.d.sync += cnt.eq(0)
-                    m.next = "A_ST"
-            with m.State("A_ST"):
-                # results are written back over RNV[f] as they finish (wb_cnt of them so far);
-                # line f is stored from the register file once it was read after its write-back
-                # (the read port is not transparent: data one cycle after the address)
-                st_go = Signal(name="av_st_go")
-                m.d.comb += [st_go.eq(st_ok & self.st_ready),
-                             self.rf_raddr_av.eq(Mux(st_go, cnt + 1, cnt)),
-                             in_av.eq(1), self.st_valid.eq(st_ok), self.st_addr.eq(st_base + cnt)]
-                m.d.sync += st_ok.eq(self.rf_raddr_av < wb_cnt)
-                with m.If(st_go):
-                    m.d.sync += cnt.eq(cnt + 1)
-                    with m.If(cnt == self.F - 1):
-                        m.next = "FETCH"
-
             # ---------------- END / error: stop fetching, drain reads, done ----------------
             with m.State("STOP"):
                 m.d.comb += self.fetch_stop.eq(1)
-                with m.If(self.mem_idle & ~eng_busy):
+                with m.If(self.mem_idle & ~all_busy):
                     m.d.sync += [self.done.eq(1), self.busy.eq(0)]
                     m.next = "IDLE"
+
+        # ---------------- AV, in the background ----------------
+        # The next block's tiles may run stages A and X meanwhile (TILE.first resets only
+        # RM.valid); their exps wait for the divides to be issued (RD), their B for the
+        # stores (the register file).
+        with m.If(av_div):      # read RNV[f], start divide f one cycle later
+            m.d.comb += [in_av.eq(1), self.rf_raddr_av.eq(cnt), av_iss.eq(1)]
+            m.d.sync += [cnt.eq(cnt + 1), st_ok.eq(0)]
+            with m.If(cnt == self.F - 1):
+                m.d.sync += [cnt.eq(0), av_div.eq(0), av_st.eq(1)]
+        with m.If(av_st):
+            # results are written back over RNV[f] as they finish (wb_cnt of them so far);
+            # line f is stored from the register file once it was read after its write-back
+            # (the read port is not transparent: data one cycle after the address)
+            st_go = Signal(name="av_st_go")
+            m.d.comb += [st_go.eq(st_ok & self.st_ready),
+                         self.rf_raddr_av.eq(Mux(st_go, cnt + 1, cnt)),
+                         in_av.eq(1), self.st_valid.eq(st_ok), self.st_addr.eq(st_base + cnt)]
+            m.d.sync += st_ok.eq(self.rf_raddr_av < wb_cnt)
+            with m.If(st_go):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt == self.F - 1):
+                    m.d.sync += av_st.eq(0)
 
         # divider writeback into the RNV register files
         with m.If(self.div_done):
@@ -396,9 +425,9 @@ class Sequencer(wiring.Component):
             self.act_prm.eq(exp_busy),
             self.act_rd.eq(self.rd_en),
             self.act_rnv.eq(p3),
-            self.act_av.eq(on("A_DIV") | (on("A_ST") & (wb_cnt != self.F))),
+            self.act_av.eq(av_div | (av_st & (wb_cnt != self.F))),
             # the MACs idle while the sequencer waits on memory
-            self.stall.eq((exec_wait & ~a_run & ~b_run) | (on("A_ST") & st_ok & ~self.st_ready)
-                          | (on("FETCH") & ~self.insn_valid & ~eng_busy) | (on("STOP") & ~self.mem_idle)),
+            self.stall.eq((exec_wait & ~a_run & ~b_run) | (av_st & st_ok & ~self.st_ready & ~a_run & ~b_run)
+                          | (on("FETCH") & ~self.insn_valid & ~all_busy) | (on("STOP") & ~self.mem_idle)),
         ]
         return m

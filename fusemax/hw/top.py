@@ -30,6 +30,42 @@ from fusemax.sw.schedule import KV_SLOTS, config_tag
 COUNTERS = ["cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles",
             "bqk", "lm", "sln", "sld", "slnv", "rm", "prm", "rd", "rnv", "av",
             "mem_reads", "mem_writes", "config_tag"]
+#: What each counter counts (docs/architecture.md section 6; the README's table is generated
+#: from this).
+COUNTER_DOC = {
+    "cycles": "cycles from start to done",
+    "busy_2d": "cycles the 2D array is busy (OR of its Einsum steps)",
+    "busy_1d": "cycles the 1D array is busy (OR of its Einsum steps, including the AV divides)",
+    "stall": "cycles the MACs idle because the sequencer waits on memory",
+    "instructions": "instructions executed (popped, including one that fails)",
+    "tiles": "tiles executed (SLNV stages finished)",
+    "bqk": "BQK cycles (2D): E MAC cycles + 1 requantize cycle per tile",
+    "lm": "LM cycles (2D column max trees): 1 per tile",
+    "sln": "SLN cycles (2D exps): exp_degree + 2 per tile",
+    "sld": "SLD cycles (2D column sum trees): 1 per tile",
+    "slnv": "SLNV cycles (2D): F MAC cycles + 1 tree cycle per tile",
+    "rm": "RM cycles (1D running max): 1 per tile",
+    "prm": "PRM cycles (1D exps): exp_degree + 2 per tile",
+    "rd": "RD cycles (1D, SPD + RD): 1 per tile",
+    "rnv": "RNV cycles (1D, SPNV + RNV): F per tile",
+    "av": "AV cycles (1D divides): F + div_cycles + 1 per query block",
+    "mem_reads": "memory lines read",
+    "mem_writes": "memory lines written",
+    "config_tag": "the configuration tag (constant: low 32 bits of the config digest)",
+}
+assert list(COUNTER_DOC) == COUNTERS
+#: What sets each sticky error flag (``ERROR_BITS``, docs/architecture.md section 6).
+ERROR_DOC = {
+    "config": "HDR missing or its tag is not this configuration's (stops the run)",
+    "shape": "E or F out of range, E > 2^acc_guard_bits, or work before a valid SHAPE (stops)",
+    "opcode": "unknown opcode, K/V slot >= 3, or a TILE on a slot never loaded (stops)",
+    "score_sat": "a score (BQK) saturated",
+    "rd_sat": "the running denominator RD saturated",
+    "rnv_sat": "a running numerator RNV saturated",
+    "out_sat": "an output AV saturated",
+    "div_zero": "a divide by zero (RD = 0) in AV",
+}
+assert set(ERROR_DOC) == set(ERROR_BITS)
 CSR_ADDR_WIDTH = 5
 
 
@@ -117,11 +153,11 @@ class FuseMaxTop(wiring.Component):
             a2.mac_en.eq(seq.mac_en), a2.mac_first.eq(seq.mac_first), a2.mac_sel.eq(seq.mac_sel),
             a2.score_en.eq(seq.score_en), a2.exp_start.eq(seq.exp2d_start),
             a2.m_base.eq(seq.m_base), a2.p_base.eq(seq.p_base), a2.M.eq(seq.M), a2.P.eq(seq.P),
-            a2.causal.eq(seq.causal),
+            a2.causal.eq(seq.causal), a2.window.eq(seq.window),
             a2.rm.eq(a1.rm_new), a2.rm_valid.eq(a1.rm_new_valid),
             a1.lm.eq(a2.lm), a1.lm_valid.eq(a2.lm_valid), a1.sld.eq(a2.sld), a1.slnv.eq(a2.slnv),
-            a1.p_base.eq(seq.p_base), a1.P.eq(seq.P),
-            a1.reset_state.eq(seq.reset_state), a1.rm_en.eq(seq.rm_en), a1.exp_start.eq(seq.exp1d_start),
+            a1.p_base.eq(seq.p_base), a1.av_p_base.eq(seq.av_p_base), a1.P.eq(seq.P),
+            a1.reset_state.eq(seq.reset_state), a1.reset_rm.eq(seq.reset_rm), a1.rm_en.eq(seq.rm_en), a1.exp_start.eq(seq.exp1d_start), a1.prm_zero.eq(seq.prm_zero),
             a1.rd_en.eq(seq.rd_en), a1.rf_raddr.eq(seq.rf_raddr), a1.rnv_we.eq(seq.rnv_we),
             a1.rnv_waddr.eq(seq.rnv_waddr), a1.rm_commit.eq(seq.rm_commit), a1.div_start.eq(seq.div_start),
             a1.wb_sel.eq(seq.wb_sel),
@@ -165,7 +201,7 @@ class FuseMaxTop(wiring.Component):
         return m
 
 
-__all__ = ["FuseMaxTop", "COUNTERS", "ERROR_BITS", "top_ports", "CSR_ADDR_WIDTH"]
+__all__ = ["FuseMaxTop", "COUNTERS", "COUNTER_DOC", "ERROR_BITS", "ERROR_DOC", "top_ports", "CSR_ADDR_WIDTH"]
 
 
 # --------------------------------------------------------------------------------------

@@ -211,7 +211,8 @@ def describe(config: FuseMaxConfig) -> dict:
         "memory": {
             "word_bits": 16, "line_words": config.mem_lanes,
             "addressing": "line addresses; lane i of a line in bits [16i+15:16i]",
-            "schedule": "one 64-bit instruction per line in bits [63:0], from sched_base",
+            "schedule": f"{insns_per_line(config.mem_lanes)} 64-bit instruction(s) per line, "
+                        "instruction i in bits [64i+63:64i], from sched_base",
             "regions_per_bh": [
                 {"region": "Q block i", "lines": "E", "line": "e: Q'[i*cols + c, e] in lane c"},
                 {"region": "K/V chunk j", "lines": "E + F",

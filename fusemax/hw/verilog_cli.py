@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from pathlib import Path
 
 from fusemax.cli import add_command, emit
@@ -18,7 +20,8 @@ def register(subparsers) -> None:
         description="Generate Verilog for a configuration: DIR/fusemax_top.v (module fusemax_top, "
         "deterministic, no absolute paths) and DIR/fusemax_top.json (ports with widths and "
         "directions, parameters, buffer sizes, memory image layout, counters, error bits). "
-        f"Configs: {', '.join(PRESETS)} or a config .json file.",
+        "Progress goes to stderr (a new configuration takes Amaranth a while; the result is cached "
+        f"under build/verilog/). Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax verilog --config tiny -o build/rtl-tiny",
     )
     p.add_argument("--config", required=True, metavar="NAME|FILE.json", help="configuration preset or JSON file")
@@ -36,7 +39,11 @@ def cmd_verilog(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FuseMaxError(f"cannot create {out}: {exc.strerror}") from None
+    t0 = time.monotonic()
+    print(f"fusemax verilog: generating Verilog for {config.name} ({config.rows}x{config.cols}; "
+          f"Amaranth, cached under build/verilog/)...", file=sys.stderr, flush=True)
     text = cached_verilog(config)
+    print(f"fusemax verilog: {len(text)} bytes in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
     desc = describe(config)
     vpath = out / f"{TOP_NAME}.v"
     jpath = out / f"{TOP_NAME}.json"

@@ -255,25 +255,58 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
              waves: str | Path | None = None, seed: int | None = None, *,
              mem_ready_pct: int = 100, progress: Progress | None = None,
              cascade: str = "attention-1pass", timeout_s: float | None = None,
-             max_mismatches: int = 8, mode: str = "cocotb", binding: str = "fusemax") -> dict:
+             max_mismatches: int = 8, mode: str = "cocotb", binding: str = "fusemax",
+             k_bias=None, v_bias=None, window: int | None = None, clusters: int | None = None,
+             cluster_size: int | None = None, means=None, kmeans_seed: int = 0) -> dict:
     """Run attention of ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) on the RTL of
     ``config`` and compare. Returns the report dict (see module docstring); the arrays are under
     ``output`` (floats) and ``output_codes`` (integers). ``mode``: see :func:`run_program`
-    (the report's ``mode`` and ``sim_cycles_per_s`` say which ran and how fast)."""
-    from fusemax.sw.golden import attention_1pass, causal_mask, error_stats, reference_attention
+    (the report's ``mode`` and ``sim_cycles_per_s`` say which ran and how fast).
+
+    ``cascade`` may also name an attention variant the RTL runs with the host's help
+    (:data:`fusemax.sw.rtl_variants.RTL_VARIANTS`: softmax-1, key / key+value bias, local,
+    routing), with its options ``k_bias``, ``v_bias``, ``window``, ``clusters``,
+    ``cluster_size``, ``means``, ``kmeans_seed`` (:func:`fusemax.sw.rtl_variants.prepare`). Then
+    the RTL's codes are compared with the variant's bit-exact golden, ``output`` is the
+    mechanism's output (scattered back for routing; ``output_codes`` stay in the RTL's layout),
+    ``error`` is measured against the variant's float64 reference, and ``variant`` says what the
+    host did and how many tiles ran."""
+    from fusemax.sw.golden import causal_mask, error_stats, golden_for, reference_attention
+    from fusemax.sw.rtl_variants import RTL_VARIANTS, prepare
 
     say = progress or (lambda msg: None)
     t0 = time.monotonic()
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
-    say("compiling the schedule and the memory image")
-    program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade,
-                                binding=binding)
+    options = {"k_bias": k_bias, "v_bias": v_bias, "window": window, "clusters": clusters,
+               "cluster_size": cluster_size, "means": means}
+    variant = None
+    if cascade in RTL_VARIANTS:
+        say(f"host: preparing {cascade} ({RTL_VARIANTS[cascade]})")
+        variant = prepare(cascade, q, k, v, causal=causal, rows=config.rows, cols=config.cols,
+                          seed=kmeans_seed, **options)
+        say("compiling the schedule and the memory image")
+        program = compile_attention(config, variant.q, variant.k, variant.v, scale=scale,
+                                    causal=variant.causal, binding=binding, pattern=variant.pattern)
+        causal = program.causal
+    else:
+        given = [name for name, value in options.items() if value is not None]
+        if given:
+            raise FuseMaxError(f"{', '.join(given)}: options of the attention variants "
+                               f"({', '.join(RTL_VARIANTS)}), not of {cascade}")
+        say("compiling the schedule and the memory image")
+        program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade,
+                                    binding=binding)
     s = program.shape
     mask = causal_mask(s.P, s.M) if causal else None
     say("golden model")
-    gold = attention_1pass(q, k, v, config, scale=program.scale, mask=mask)
+    if variant is None:
+        gold = golden_for(program.schedule.cascade)(q, k, v, config, scale=program.scale, mask=mask)
+        gold_codes = gold.out_codes
+    else:
+        gold = variant.golden(config, program.scale)
+        gold_codes = variant.golden_codes(gold)
     raw = run_program(config, program, waves=waves, seed=seed, mem_ready_pct=mem_ready_pct,
                       timeout_s=timeout_s, progress=progress, mode=mode)
     say("comparing")
@@ -282,7 +315,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     out_codes = raw["output_codes"]
     nc = config.numerics
     report: dict = {
-        "cascade": "attention-1pass",
+        "cascade": program.schedule.cascade if variant is None else cascade,
         "config": config.name,
         "config_digest": config.digest(),
         "array": {"rows": config.rows, "cols": config.cols},
@@ -301,7 +334,9 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "stall_cycles": int(c["stall"]),
         "mac_efficiency": (program.schedule.tiles * (s.E + s.F) / cycles) if cycles else 0.0,
         "binding": program.schedule.binding,
-        "model": model_comparison(config, s, causal, program.schedule.binding, cycles),
+        "model": (model_comparison(config, s, causal, program.schedule.binding, cycles,
+                                   program.schedule.cascade)
+                  if program.schedule.pattern is None else None),
         "counters": {name: int(val) for name, val in c.items()},
         "buffer_bytes": design_buffers(config),
         "error_bits": raw["error"],
@@ -318,17 +353,33 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "mem_lines_read": [data_read + L.sched_lines, data_read + L.sched_lines + _fetch_depth()],
         "config_tag": int(config.digest(), 16) & 0xFFFF_FFFF,
     }
+    if variant is not None:
+        L = program.layout
+        grid = s.B * s.H * L.P2 * L.M1
+        report["variant"] = {
+            "cascade": cascade, "how": variant.how, "params": variant.params,
+            "rtl_shape": s.as_dict(), "golden": gold.name, "window": program.schedule.window,
+            "pattern": program.schedule.pattern, "tiles_run": program.schedule.tiles,
+            "tiles_total": grid, "tiles_skipped_fraction": 1.0 - program.schedule.tiles / grid,
+        }
+        report["variant_arrays"] = variant.arrays
     mismatches = None
     if out_codes is not None:
-        bad = out_codes != gold.out_codes
+        bad = out_codes != gold_codes
         mismatches = int(np.count_nonzero(bad))
         first = [{"index": [int(x) for x in idx], "rtl": int(out_codes[tuple(idx)]),
-                  "golden": int(gold.out_codes[tuple(idx)])}
+                  "golden": int(gold_codes[tuple(idx)])}
                  for idx in np.argwhere(bad)[:max_mismatches]]
         out = nc.out.to_float(out_codes)
-        ref = reference_attention(q, k, v, scale=program.scale, mask=mask)
-        report["error"] = error_stats(out, ref)
-        report["golden_error"] = error_stats(gold.out, ref)
+        if variant is None:
+            ref = reference_attention(q, k, v, scale=program.scale, mask=mask)
+            report["error"] = error_stats(out, ref)
+            report["golden_error"] = error_stats(gold.out, ref)
+        else:  # the mechanism's output (scattered back for routing) against its float64 reference
+            ref = variant.reference(program.scale)
+            out = variant.finish(out)
+            report["error"] = error_stats(out, ref)
+            report["golden_error"] = error_stats(variant.finish(gold.out), ref)
     else:
         first, out = [], None
     flags_ok = report["error_flags"] == report["expected_error_flags"]
@@ -339,7 +390,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         say("diagnosing with the schedule executor")
         ex = execute(config, program.image, program.sched_base)
         ex_out = program.decode_output(ex.image)
-        ex_ok = bool(np.array_equal(ex_out, gold.out_codes))
+        ex_ok = bool(np.array_equal(ex_out, gold_codes))
         report["executor"] = {
             "bit_exact_with_golden": ex_ok, "error_flags": ex.error_flags, **ex.counts,
             "verdict": ("the RTL deviates from the architecture contract (the executor running the "
@@ -379,37 +430,52 @@ def report_json(report: dict) -> dict:
         if isinstance(x, (np.floating, float)):
             return float(x) if math.isfinite(float(x)) else None
         return x
-    return clean({k: v for k, v in report.items() if k not in ("output", "output_codes")})
+    return clean({k: v for k, v in report.items()
+                  if k not in ("output", "output_codes", "variant_arrays")})
 
 
-def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, cycles: int) -> dict:
+def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, cycles: int,
+                     cascade: str = "attention-1pass") -> dict:
     """The analytical models' cycles for this run next to the measured ones: the paper's cost
     model (``predict_rtl``; the paper's FuseMax formula for the fusemax binding) and the model
-    of our RTL's own binding (``rtl_binding_model``), with measured / model ratios."""
+    of our RTL's own binding (``rtl_binding_model``), with measured / model ratios. For
+    attention-3pass the paper has no formula on this hardware (its 3-pass designs, FLAT and
+    unfused, run the softmax on the 1D array), so only our model is given."""
     from fusemax.sw.perfmodel import predict_rtl
 
     pred = predict_rtl(config, shape.as_dict(), causal=causal)
     paper = pred["bindings"][binding]
     rtl = pred["rtl_binding"]["bindings"][binding]
+    if cascade == "attention-3pass":
+        rtl = pred["rtl_binding"]["three_pass"][binding]
+        paper = {"cycles": None, "util_2d": None, "util_2d_steady": None}
     return {
         "paper_model_cycles": paper["cycles"], "paper_model_util_2d": paper["util_2d"],
         "paper_model_util_2d_steady": paper["util_2d_steady"],
         "rtl_model_cycles": rtl["cycles"], "rtl_model_mac_efficiency": rtl["mac_efficiency"],
         "measured_over_rtl_model": cycles / rtl["cycles"] if rtl["cycles"] else None,
         "measured_over_paper_model": cycles / paper["cycles"] if paper["cycles"] else None,
+        "cascade": cascade,
         "why": ("the paper's model runs SLN's exp on the 2D MACs (x cycles per tile) and charges "
                 "LM, RM and SLD serially; our PEs have their own exp units, so only BQK and SLNV "
                 "occupy the MACs (E + F per tile); the RTL model adds what the paper's ignores: "
-                "the instruction fetch on the one memory port, per-block drain and AV latency, "
-                "and the start-up loads (rtl_binding_model docstring)"),
+                "the one memory port, which carries E + F K/V lines per tile plus the "
+                "instructions, and per query block the Q block, the output and a load round "
+                "trip; the start-up loads; for serial tiles the AV and the drains "
+                "(rtl_binding_model docstring)"),
     }
 
 
-def model_text(model: dict) -> str:
+def model_text(model: dict | None) -> str:
+    if model is None:
+        return "model: none (the analytical models know dense and causal tile grids, not tile lists)"
     r, p = model["measured_over_rtl_model"], model["measured_over_paper_model"]
-    return (f"model: RTL binding {model['rtl_model_cycles']:.0f} cycles (measured/model "
-            f"{r:.3f}), paper's formula {model['paper_model_cycles']:.0f} (measured/model {p:.3f})"
-            if r is not None and p is not None else "model: no tiles")
+    if r is None:
+        return "model: no tiles"
+    ours = f"model: RTL binding {model['rtl_model_cycles']:.0f} cycles (measured/model {r:.3f})"
+    if p is None:
+        return ours + "; the paper's formulas do not cover this cascade on this hardware"
+    return ours + f", paper's formula {model['paper_model_cycles']:.0f} (measured/model {p:.3f})"
 
 
 def summary_text(report: dict) -> str:
@@ -426,10 +492,18 @@ def summary_text(report: dict) -> str:
         "per Einsum: " + ", ".join(f"{k} {v}" for k, v in report["einsum_cycles"].items()),
         "on-chip buffers: " + ", ".join(f"{k} {v} B" for k, v in report["buffer_bytes"].items()),
     ]
+    if "variant" in report:
+        var = report["variant"]
+        params = ", ".join(f"{k} {v}" for k, v in var["params"].items())
+        lines.append(f"host: {var['how']} ({params}); RTL shape "
+                     + ",".join(f"{k}={v}" for k, v in var["rtl_shape"].items())
+                     + f"; tiles run {var['tiles_run']} of {var['tiles_total']} "
+                     f"({100 * var['tiles_skipped_fraction']:.1f} % skipped)")
     if report["timeout"]:
         lines.append("TIMEOUT: done never rose")
     elif report["bit_exact"]:
-        lines.append("bit-exact with the golden model")
+        lines.append("bit-exact with the golden model"
+                     + (f" ({report['variant']['golden']})" if "variant" in report else ""))
     else:
         lines.append(f"NOT bit-exact: {report['mismatches']} mismatching outputs; first: "
                      f"{report['first_mismatches'][:3]}")

@@ -395,19 +395,39 @@ def cached_build(stem: str, key: str, build) -> tuple[Path, bool, float]:
     if done.is_file():
         return bdir, False, 0.0
 
-    with _flock(root / f".{stem}-{key[:12]}.lock"):
+    lock = root / f".{stem}-{key[:12]}.lock"
+    with contextlib.ExitStack() as held:
+        if not held.enter_context(_flock(lock, blocking=False)):
+            _progress(f"waiting for another process building {_shown(bdir)}")
+            held.enter_context(_flock(lock))
         if done.is_file():  # somebody else built it while we waited
             return bdir, False, 0.0
         if bdir.exists():  # an interrupted build: start clean
             shutil.rmtree(bdir)
         bdir.mkdir(parents=True)
+        _progress(f"building the Verilator model {stem} in {_shown(bdir)} (once per design)...")
         t0 = time.monotonic()
         info = dict(build(bdir))
         build_s = time.monotonic() - t0
+        _progress(f"built {_shown(bdir)} in {build_s:.1f} s")
         info.update({"hash": key, "build_s": round(build_s, 2)})
         (bdir / "build.json").write_text(json.dumps(info, indent=2))
         done.write_text(key + "\n")
     return bdir, True, build_s
+
+
+def _progress(msg: str) -> None:
+    """A progress line for long work (a Verilator build), on stderr only: stdout stays the
+    caller's (``--json``)."""
+    print(f"fusemax: {msg}", file=sys.stderr, flush=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 @contextlib.contextmanager

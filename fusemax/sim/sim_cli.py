@@ -25,13 +25,30 @@ def register(subparsers) -> None:
         "(--report) holds cycles, per-array busy cycles and utilization, per-Einsum cycles, "
         "memory stalls, on-chip buffer sizes, error flags, the bit-exact verdict, the error "
         "against float64 and the wall times. Exit status 1 if the RTL is not bit-exact or its "
-        f"flags differ from the golden's. Configs: {', '.join(PRESETS)} or a config .json file.",
+        "flags differ from the golden's. Attention variants the RTL runs with the host's help "
+        "(docs/variants.md): attention-softmax1, attention-kbias, attention-kvbias (the bias "
+        "token prepended as key 0; the inputs .npz also holds k_bias (E,) or (B,H,E) and, for "
+        "kvbias, v_bias (F,) or (B,H,F); with --causal, P <= M + 1), attention-local (--window "
+        "W: the sliding window's tiles and the WINDOW mask), attention-routing (--clusters C "
+        "[--cluster-size w]: the host routes with k-means centroids, the .npz's optional means "
+        "(C,E) or (H,C,E), gathers each cluster into contiguous rows, the RTL runs the diagonal "
+        "tiles, the host scatters back; w must be a multiple of rows and cols). For them the "
+        "RTL is compared with the variant's bit-exact golden, O is the mechanism's output "
+        "(scattered back for routing), O_codes the RTL's codes in its own layout (for routing "
+        "(B,H,C*w,F), with index_q and index_k (B,H,C,w), the tokens gathered), and the error "
+        "is measured against the variant's float64 reference. "
+        f"Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax sim attention-1pass --config small --inputs in.npz --out out.npz "
                 "--report report.json\n  "
+                "fusemax sim attention-local --window 16 --config tiny --inputs in.npz --out out.npz --native\n  "
+                "fusemax sim attention-routing --clusters 4 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
                 "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
     )
-    p.add_argument("cascade", metavar="CASCADE", help="cascade name (attention-1pass)")
+    p.add_argument("cascade", metavar="CASCADE",
+                   help="cascade name: attention-1pass, or a variant the RTL runs with the host's "
+                        "help: attention-softmax1, attention-kbias, attention-kvbias, "
+                        "attention-local, attention-routing")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
@@ -68,6 +85,17 @@ def register(subparsers) -> None:
                    help="memory accepts a request in about PCT %% of the cycles (default 100)")
     p.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                    help="kill the simulator after this many seconds")
+    p.add_argument("--window", type=int, default=None, metavar="W",
+                   help="attention-local: query p sees the W keys p + M - P - W < m <= p + M - P")
+    p.add_argument("--clusters", type=int, default=None, metavar="C",
+                   help="attention-routing: number of clusters (default: the number of centroids "
+                        "in the inputs' means)")
+    p.add_argument("--cluster-size", type=int, default=None, metavar="w",
+                   help="attention-routing: queries and keys per cluster (default min(P, M) // C; "
+                        "a multiple of the array's rows and cols)")
+    p.add_argument("--kmeans-seed", type=int, default=0, metavar="N",
+                   help="attention-routing without means in the inputs: seed of the k-means "
+                        "initialisation (Kmeans.init: random tokens, then 10 k-means steps)")
     p.add_argument("--native", action="store_true",
                    help="run under a Verilator C++ harness instead of cocotb (no Python in the "
                         "simulation loop; same results and report; no --waves)")
@@ -77,12 +105,21 @@ def register(subparsers) -> None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     from fusemax.sim.attention import report_json, simulate, summary_text
-    from fusemax.sw.attention_io import load_attention_inputs, save_attention_output
+    from fusemax.sw.attention_io import load_attention_inputs, load_npz, save_attention_output
     from fusemax.sw.compiler import check_cascade_mappable
+    from fusemax.sw.rtl_variants import RTL_VARIANTS, VARIANT_OPTIONS
 
-    check_cascade_mappable(args.cascade)
+    if args.cascade not in RTL_VARIANTS:
+        check_cascade_mappable(args.cascade)
     config = load_config(args.config)
     q, k, v, had_batch = load_attention_inputs(args.inputs)
+    options = {"window": args.window, "clusters": args.clusters, "cluster_size": args.cluster_size}
+    if args.cascade in RTL_VARIANTS:  # the variant's arrays from the inputs file
+        data = load_npz(args.inputs)
+        for name in ("k_bias", "v_bias", "means"):
+            if args.cascade in VARIANT_OPTIONS[name] and name in data:
+                options[name] = data[name]
+        options["kmeans_seed"] = args.kmeans_seed
     if args.scale is not None and not (args.scale == args.scale and abs(args.scale) < float("inf")):
         raise FuseMaxError(f"--scale must be a finite number, got {args.scale}")
 
@@ -99,15 +136,20 @@ def cmd_sim(args: argparse.Namespace) -> int:
             report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
                               seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
                               timeout_s=args.timeout, mode="native" if args.native else "cocotb",
-                              binding=args.binding)
+                              binding=args.binding, **options,
+                              **({"cascade": args.cascade} if args.cascade in RTL_VARIANTS else {}))
         except BaseException:  # a failure, a timeout or ^C: no temporary dump left behind
             if waves is not None and not waves.record:
                 shutil.rmtree(waves.dir, ignore_errors=True)
             raise
     codes = report["output_codes"]
     if codes is not None:
+        extra = {"O_codes": codes}
+        for name in ("index_q", "index_k"):
+            if name in report.get("variant_arrays", {}):
+                extra[name] = report["variant_arrays"][name]
         save_attention_output(args.out, report["output"], had_batch,
-                              extra={"O_codes": codes if had_batch else codes[0, 0]})
+                              extra={n: a if had_batch else a[0, 0] for n, a in extra.items()})
     data = report_json(report)
     data["out"] = args.out if codes is not None else None
     extra = _after_waves(args, report, data, waves)

@@ -604,7 +604,7 @@ def write_gtkw(dump: str | os.PathLike | Hierarchy, config=None,
                 lay.trace(_Trace(state.full_name, f"{state.name} (state)", "hex", filter=fpath.name))
             else:
                 lay.trace(_Trace(state.full_name, None, "hex"))
-        for n in ("stall", "insn_fire", "tile_fire", "E", "F", "M", "P", "causal"):
+        for n in ("stall", "insn_fire", "tile_fire", "E", "F", "M", "P", "causal", "window"):
             if n in seq.vars:
                 v = seq.vars[n]
                 lay.trace(_Trace(v.full_name, None, "bin" if v.bitwidth == 1 else "dec"))

@@ -9,7 +9,7 @@ Only ``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax bi
   resident with its running state), P2 = ceil(P / cols) query blocks. Padding: keys past M are
   masked (the hardware derives it from ``MASK``), query lanes past P are unused.
 * **loop order**: b, h, p2, m1 (then p0 || m0 in space). Per (b, h, p2) the schedule is
-  ``LDQ; LDKV k0,0; LDKV k1,1; LDKV k2,2; TILE 0; TILE 1; LDKV k3,0; TILE 2; LDKV k4,1; ...; AV``
+  ``LDKV k0,0; LDQ; LDKV k1,1; LDKV k2,2; TILE 0; TILE 1; LDKV k3,0; TILE 2; LDKV k4,1; ...; AV``
   -- three K/V slots: while the tile engine runs BQK of chunk j and SLNV of chunk j - 1, chunk
   j + 2 loads into the slot chunk j - 1 frees as its SLNV starts (the LDKV after TILE j waits
   for that), so memory traffic overlaps compute (docs/architecture.md section 5).
@@ -50,16 +50,23 @@ from fusemax.sw import schedule as sf
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
            "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
-           "buffer_bytes", "BINDINGS"]
+           "buffer_bytes", "BINDINGS", "hardware_mask", "pattern_chunks"]
 
 #: Cascades the v1 hardware runs, with the reason the others do not.
-SUPPORTED_CASCADES = ("attention-1pass",)
+SUPPORTED_CASCADES = ("attention-1pass", "attention-3pass")
+
+#: Passes over each block's K/V chunks per cascade: attention-3pass runs pass 1 (GM, the
+#: running max of a whole 1-pass) and then passes 2 and 3 merged by the division reduction
+#: (TILE.restart on the block's first tile of the second pass: RM = GM stays, RD and RNV sum
+#: again with PRM = 1); the golden is :func:`fusemax.sw.golden.attention_3pass`.
+PASSES = {"attention-1pass": 1, "attention-3pass": 2}
 
 #: Field limits of the schedule format (from the encoding table, not restated by hand).
 _MASK_M_BITS = sf.OPCODES["MASK"].fields["M"][1]
 _MASK_P_BITS = sf.OPCODES["MASK"].fields["P"][1]
 _ADDR_BITS = sf.OPCODES["LDQ"].fields["addr"][1]
 _SHAPE_BITS = sf.OPCODES["SHAPE"].fields["E"][1]
+_WINDOW_BITS = sf.OPCODES["WINDOW"].fields["W"][1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,6 +137,13 @@ def check_cascade_mappable(cascade: str) -> None:
     checked = load_cascade(cascade)  # FuseMaxError for unknown names / bad files
     if checked.name in SUPPORTED_CASCADES:
         return
+    from fusemax.sw.rtl_variants import RTL_VARIANTS
+
+    if checked.name in RTL_VARIANTS:
+        raise FuseMaxError(
+            f"cascade {checked.name} runs on the RTL as attention-1pass after the host prepares "
+            f"its inputs ({RTL_VARIANTS[checked.name]}): use `fusemax sim {checked.name}` or "
+            f"fusemax.sw.rtl_variants; the compiler itself maps attention-1pass")
     passes = analyse_passes(checked)
     roots = set(checked.roots.values())
     if "M" not in roots:
@@ -251,6 +265,73 @@ def visible_chunks(shape: Shape, rows: int, cols: int, i: int, causal: bool) -> 
     return 0 if last_key < 0 else last_key // rows + 1
 
 
+def hardware_mask(pattern) -> tuple[bool, int]:
+    """``(causal, window)``: the ``CAUSAL`` enable and ``WINDOW`` W whose mask, on the tiles
+    ``pattern`` touches, can equal it (:func:`pattern_chunks` checks that it does). The
+    hardware's mask is m < M, p < P, m <= p + M - P (causal) and m > p + M - P - W (W > 0)."""
+    from fusemax.sw import patterns as pt
+
+    if isinstance(pattern, pt.Dense):
+        return False, 0
+    if isinstance(pattern, pt.Causal):
+        return True, 0
+    if isinstance(pattern, pt.Band) and pattern.after == 0:
+        return True, pattern.before + 1   # sliding_window(W) = Band(W - 1, 0)
+    if isinstance(pattern, (pt.Routing, pt.BlockLocal)):
+        return bool(pattern.causal), 0    # exact when no tile straddles two clusters / windows
+    raise FuseMaxError(
+        f"pattern {pattern!r} needs a mask the hardware does not have: MASK, CAUSAL and WINDOW "
+        f"give key m < M, m <= p + M - P and m > p + M - P - W (with skipped tiles)")
+
+
+def pattern_chunks(pattern, shape: Shape, rows: int, cols: int) -> tuple[bool, int, list[list[int]]]:
+    """How the hardware runs ``pattern`` exactly: ``(causal, window, chunks)``, where
+    ``chunks[i]`` lists the K/V chunks query block ``i`` runs (the tiles of
+    :func:`~fusemax.sw.patterns.tiles_touched`). Every other tile holds no visible pair, so
+    skipping it changes no bit; on every tile that runs, the hardware's mask (:func:`hardware_mask`)
+    must show each real query exactly the keys the pattern shows it, else FuseMaxError names
+    the first tile and query where they differ (e.g. a routing cluster or a local window
+    that is not a multiple of rows and cols, so that a tile straddles two of them)."""
+    from fusemax.sw.patterns import tiles_touched
+
+    s = shape
+    causal, window = hardware_mask(pattern)
+    if window >= 1 << _WINDOW_BITS:
+        raise FuseMaxError(f"window W = {window} does not fit the WINDOW instruction (< 2^{_WINDOW_BITS})")
+    lo, hi = pattern.ranges(s.P, s.M)
+    P2 = -(-s.P // cols)
+    chunks: list[list[int]] = [[] for _ in range(P2)]
+    for i, j in tiles_touched(pattern, s.M, s.P, rows, cols):
+        chunks[i].append(j)
+    d = np.arange(s.P, dtype=np.int64) + (s.M - s.P)
+    hw_lo = np.clip(d - window + 1, 0, s.M) if window else np.zeros(s.P, np.int64)
+    hw_hi = np.clip(d + 1, 0, s.M) if causal else np.full(s.P, s.M, np.int64)
+    for i, js in enumerate(chunks):
+        if not js:
+            continue
+        q = slice(i * cols, min(s.P, (i + 1) * cols))
+        k0 = np.asarray(js, np.int64) * rows
+        k1 = np.minimum(s.M, k0 + rows)
+
+        def seen(a, b):  # the keys of each tile each query sees, as [lo, hi) (empty: 0, 0)
+            x, y = np.maximum(a[q, None], k0[None]), np.minimum(b[q, None], k1[None])
+            return np.where(y > x, x, 0), np.where(y > x, y, 0)
+
+        (pl, ph), (hl, hh) = seen(lo, hi), seen(hw_lo, hw_hi)
+        bad = np.argwhere((pl != hl) | (ph != hh))
+        if len(bad):
+            c, t = bad[0]
+            p = i * cols + int(c)
+            what = (f"CAUSAL {int(causal)}" + (f", WINDOW {window}" if window else ""))
+            raise FuseMaxError(
+                f"pattern {pattern!r} does not run exactly on a {rows} x {cols} array: in the "
+                f"tile of keys {k0[t]}..{k1[t] - 1} x queries {q.start}..{q.stop - 1}, query {p} "
+                f"sees keys [{pl[c, t]}, {ph[c, t]}) but the hardware's mask ({what}) gives "
+                f"[{hl[c, t]}, {hh[c, t]}) (a tile must not straddle two clusters or windows: "
+                f"their sizes must be multiples of rows = {rows} and cols = {cols})")
+    return causal, window, chunks
+
+
 # ---------------------------------------------------------------------------------------------
 # schedules
 
@@ -269,6 +350,8 @@ class Schedule:
     tiles: int = 0
     tiles_skipped: int = 0
     binding: str = "fusemax"
+    window: int = 0                 #: WINDOW's W (0: no window lower bound)
+    pattern: str | None = None      #: repr of the attention pattern the tile list came from
 
     @property
     def insns_per_line(self) -> int:
@@ -303,7 +386,9 @@ class Schedule:
             f"; fusemax schedule v{sf.VERSION}: {self.cascade} ({self.binding} binding) on config {self.config.name} "
             f"({self.config.rows} rows x {self.config.cols} cols, digest {self.config.digest()}, "
             f"tag {sf.config_tag(self.config.digest()):08x})",
-            f"; shape {s}{', causal (query p sees key m <= p + M - P)' if self.causal else ''}",
+            f"; shape {s}{', causal (query p sees key m <= p + M - P)' if self.causal else ''}"
+            + (f", window W = {self.window} (query p sees key m > p + M - P - W)" if self.window else "")
+            + (f"; pattern {self.pattern}" if self.pattern else ""),
             f"; tiling: M1 = ceil({s.M}/{L.rows}) = {L.M1} chunks of M0 = {L.rows} keys; "
             f"P2 = ceil({s.P}/{L.cols}) = {L.P2} blocks of P1 x P0 = 1 x {L.cols} queries; "
             f"{self.tiles} tiles" + (f" ({self.tiles_skipped} fully masked tiles skipped)"
@@ -350,9 +435,13 @@ BINDINGS = ("fusemax", "architecture")
 
 def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                      cascade: str = "attention-1pass", sched_base: int = 0,
-                     binding: str = "fusemax") -> Schedule:
+                     binding: str = "fusemax", pattern=None) -> Schedule:
     """The control schedule and memory layout of ``cascade`` for ``shape`` on ``config``;
     ``binding`` is ``"fusemax"`` or ``"architecture"`` (every tile serial).
+
+    ``pattern`` (a :mod:`fusemax.sw.patterns` pattern, instead of ``causal``): run only the
+    tiles it touches (:func:`~fusemax.sw.patterns.tiles_touched`), with the mask
+    (``CAUSAL``, ``WINDOW``) of :func:`pattern_chunks`, which checks that the result is exact.
 
     Raises FuseMaxError naming the obstacle when the shape does not fit the configuration.
     """
@@ -366,9 +455,19 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     rows, cols = config.rows, config.cols
     s = shape
     P2, M1 = -(-s.P // cols), -(-s.M // rows)
-    tiles_per_block = [visible_chunks(s, rows, cols, i, causal) for i in range(P2)]
+    if pattern is None:
+        window = 0
+        chunk_lists = [list(range(visible_chunks(s, rows, cols, i, causal))) for i in range(P2)]
+    else:
+        if causal:
+            raise FuseMaxError("give causal=True or a pattern, not both (Causal() is the causal pattern)")
+        causal, window, chunk_lists = pattern_chunks(pattern, s, rows, cols)
+    passes = PASSES[cascade] if cascade in PASSES else 1
+    visible = [len(c) for c in chunk_lists]
+    chunk_lists = [c * passes for c in chunk_lists]  # the chunks each block runs, in order
+    tiles_per_block = [len(c) for c in chunk_lists]
     n_tiles = s.B * s.H * sum(tiles_per_block)
-    n_instr = 4 + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
+    n_instr = 4 + int(window > 0) + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
     n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
     layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
                     sched_base + n_lines)
@@ -395,6 +494,8 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     emit("MASK", f"M = {s.M} keys, P = {s.P} queries", M=s.M, P=s.P)
     emit("CAUSAL", "causal: query p sees key m <= p + M - P" if causal else "no causal mask",
          enable=int(causal))
+    if window:
+        emit("WINDOW", f"window: query p sees key m > p + M - P - {window}", W=window)
     skipped = 0
     chunk = 0  # chunks loaded so far: slots rotate across blocks
 
@@ -408,52 +509,76 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                 where = f"b{b} h{h} block {i}"
                 p_lo, p_hi = i * cols, min(s.P, (i + 1) * cols)
                 T = tiles_per_block[i]
-                skipped += M1 - T
+                skipped += M1 - visible[i]
                 blocks.append((b, h, i, where, p_lo, p_hi, T))
-    # Per block: LDQ and the first three K/V loads are issued before the previous block's AV, so
+    # Per block: the first three K/V loads and LDQ are issued before the previous block's AV, so
     # they overlap its drain and divides (the Q buffer is free once the last BQK has read it).
     def ldkv(block, base: int, j: int) -> None:
         """Chunk j of ``block``, whose first chunk is the ``base``-th loaded overall."""
-        b, h, _, where = block[:4]
-        emit("LDKV", f"{where}: K/V chunk {j} (keys {j * rows}..{min(s.M, (j + 1) * rows) - 1}) "
-             f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, j), slot=slot_of(base + j))
+        b, h, i, where = block[:4]
+        c = chunk_lists[i][j]
+        emit("LDKV", f"{where}: K/V chunk {c} (keys {c * rows}..{min(s.M, (c + 1) * rows) - 1}) "
+             f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, c), slot=slot_of(base + j))
 
-    def block_loads(block, base: int, note: str = "") -> None:
-        """The Q block and the first K/V chunks of ``block`` (as many as there are slots)."""
+    def block_loads(block, base: int, note: str = "", part: str = "all") -> None:
+        """The first K/V chunks of ``block`` (as many as there are slots) and its Q block, or
+        with ``part="head"`` only chunk 0 and the Q block (serial tiles). Chunk 0 goes
+        before LDQ: LDQ waits while the previous block's last BQK reads the Q buffer, and the
+        in-order issue would leave the memory port idle behind it."""
         b, h, i, where, p_lo, p_hi, T = block
-        emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}{note}", addr=layout.q_addr(b, h, i), p_base=p_lo)
-        for j in range(min(T, sf.KV_SLOTS)):
+        first = min(T, 1)
+        for j in range(first):
             ldkv(block, base, j)
+        emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}{note}", addr=layout.q_addr(b, h, i), p_base=p_lo)
+        if part == "all":
+            for j in range(first, min(T, sf.KV_SLOTS)):
+                ldkv(block, base, j)
 
     for n, block in enumerate(blocks):
         b, h, i, where, p_lo, p_hi, T = block
         base = chunk
         if n == 0:
-            block_loads(block, base)
+            block_loads(block, base, part="head" if serial else "all")
+        if serial and T > 1:
+            ldkv(block, base, 1)
         for j in range(T):
-            emit("TILE", f"{where}: tile m1 = {j}, keys {j * rows}..{min(s.M, (j + 1) * rows) - 1} "
-                 f"x queries {p_lo}..{p_hi - 1}" + ("; first of the block: reset RM, RD" if j == 0 else ""),
-                 slot=slot_of(base + j), m_base=j * rows, serial=serial, first=int(j == 0))
-            # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts
-            if j >= 1 and j + 2 < T:
+            c = chunk_lists[i][j]
+            restart = int(passes > 1 and j == visible[i])
+            what = ("; first of the block: reset RM" if j == 0 else "") + (
+                "; pass 2: RM = GM stays, the sums restart" if restart else "")
+            if passes > 1 and j == 0:
+                what += "; pass 1: GM = the running max"
+            emit("TILE", f"{where}: tile m1 = {c}, keys {c * rows}..{min(s.M, (c + 1) * rows) - 1} "
+                 f"x queries {p_lo}..{p_hi - 1}" + what,
+                 slot=slot_of(base + j), m_base=c * rows, serial=serial, first=int(j == 0),
+                 restart=restart)
+            # chunk j + 2 goes into the slot of chunk j - 1, free once its SLNV starts (serial
+            # tiles: chunk 1 goes right before TILE 0, so an LDKV never waits for the loader
+            # while a TILE behind it could run)
+            if j + 2 < T and (serial or j >= 1):
                 ldkv(block, base, j + 2)
         chunk += T
         # the next block's loads go before this block's AV, which they overlap -- unless this
         # block has no tile: its AV takes the staged p_base, so the next LDQ must wait
+        # (serial tiles: only chunk 0 and LDQ, see above)
         has_next = n + 1 < len(blocks)
         if has_next and T > 0:
-            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)", "head" if serial else "all")
         note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
-        if T < M1:
-            note += (f" (causal: {M1 - T} masked tile{'s' if M1 - T != 1 else ''} skipped"
+        if visible[i] < M1:
+            gone = M1 - visible[i]
+            note += (f" ({'causal' if pattern is None else 'pattern'}: {gone} masked "
+                     f"tile{'s' if gone != 1 else ''} skipped"
                      + (", no key visible: reset the state first: RD = 0, output 0" if T == 0 else "") + ")")
         emit("AV", note, addr=layout.out_addr(b, h, i), first=int(T == 0))
         if has_next and T == 0:
-            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)", "head" if serial else "all")
     emit("END", "wait for stores, raise done")
     assert len(ins) == n_instr
-    return Schedule(config, s, bool(causal), ins, notes, layout, cascade="attention-1pass",
-                    tiles=n_tiles, tiles_skipped=skipped, binding=binding)
+    return Schedule(config, s, bool(causal), ins, notes, layout,
+                    cascade=cascade if cascade in PASSES else "attention-1pass",
+                    tiles=n_tiles, tiles_skipped=skipped, binding=binding, window=window,
+                    pattern=None if pattern is None else repr(pattern))
 
 
 def _check_fits(config: FuseMaxConfig, s: Shape) -> None:
@@ -592,17 +717,19 @@ def read_hex(path_or_text, lanes: int) -> np.ndarray:
 
 def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None,
                       causal: bool = False, cascade: str = "attention-1pass",
-                      binding: str = "fusemax") -> Program:
+                      binding: str = "fusemax", pattern=None) -> Program:
     """Compile attention of float ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) for
     ``config``: the schedule plus the memory image with the quantized inputs (Q' = Q * scale *
-    log2(e), as the golden's ``quantize_inputs``). ``scale`` defaults to 1/sqrt(E)."""
+    log2(e), as the golden's ``quantize_inputs``). ``scale`` defaults to 1/sqrt(E).
+    ``pattern``: see :func:`compile_schedule`."""
     from fusemax.sw.golden import quantize_inputs
 
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
     shape = Shape.of_arrays(q, k, v)
-    sched = compile_schedule(config, shape, causal=causal, cascade=cascade, binding=binding)
+    sched = compile_schedule(config, shape, causal=causal, cascade=cascade, binding=binding,
+                             pattern=pattern)
     if scale is None:
         scale = 1.0 / math.sqrt(shape.E)
     if not np.isfinite(scale):

@@ -75,6 +75,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     res = ExecResult(img, 0, 0, 0, 0, 0, trace=[] if trace else None)
     E = F = M = P = 0
     causal = False
+    window = 0  # WINDOW.W: 0 = off
     shape_ok = False
     qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
     slots = [None] * sf.KV_SLOTS  # each: (K [E, R], V [F, R]) int64
@@ -130,6 +131,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             M, P = a["M"], a["P"]
         elif op == "CAUSAL":
             causal = bool(a["enable"])
+        elif op == "WINDOW":
+            window = a["W"]
         elif op in ("LDQ", "LDKV", "TILE", "AV") and not shape_ok:
             return stop("shape", pc, f"{op} before SHAPE")
         elif op == "LDQ":  # load Q, stage p_base for the block's first TILE (or AV)
@@ -157,6 +160,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             valid = np.broadcast_to(m[None, :] < M, (C, R))
             if causal:
                 valid = valid & (m[None, :] <= (p[:, None] + M - P))
+            if window:
+                valid = valid & (m[None, :] > (p[:, None] + M - P - window))
             # 1. BQK
             acc = qbuf[:E].T @ K  # (C, R), exact
             bqk, s_sat = nm.requantize(acc, nc.qk_frac, nc.score, mode)
@@ -165,7 +170,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             lmv = valid.any(1)
             lm = np.where(valid, bqk, score_min).max(1)
             rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, lmv)
-            prm = nm.exp2(nm.sub(RM, rm_new), ~RMv, nc)
+            # (TILE.restart: PRM = 0, the sums start again while RM stays)
+            prm = nm.exp2(nm.sub(RM, rm_new), ~RMv | bool(a["restart"]), nc)
             # 4. SLN; 5. SLD, RD
             sln = nm.exp2(nm.sub(bqk, rm_new[:, None]), ~valid | ~rm_new_v[:, None], nc)
             sld = sln.sum(1)

@@ -249,6 +249,37 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     )
 
 
+def attention_3pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
+                    mask: Mask | None = None) -> GoldenResult:
+    """Bit-exact 3-pass attention (Cascade 4) as the RTL runs it: pass 1 over all chunks finds
+    GM[p], the max of every visible score (the running max of a whole 1-pass, whose sums the
+    hardware computes and discards); passes 2 and 3 run merged (the division reduction,
+    Einsums 31-32, which the paper notes applies to the 3-pass cascade too): per chunk SLN =
+    exp2(BQK - GM), RD and RNV summed with PRM = 1 (RM = GM throughout), then one divide per
+    output. Saturation counts are those of both passes (the RTL's flags are sticky)."""
+    from fusemax.sw.golden_variants import fusemax_state
+
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
+    nc = config.numerics
+    sat.update({r: 0 for r in SAT_ROLES if r not in sat})
+    first, sat1, _ = fusemax_state(qc, kc, vc, config, mask)
+    init = {"RM": first["RM"], "RMv": first["RMv"], "RD": np.zeros((B, H, P), np.int64),
+            "RNV": np.zeros((B, H, P, F), np.int64)}
+    state, sat2, _ = fusemax_state(qc, kc, vc, config, mask, init=init)
+    for role in ("score", "rd", "rnv"):
+        sat[role] += sat1[role] + sat2[role]
+    check_saturation(nc, sat, config.name)
+    av, s_out, dz = nm.divide(state["RNV"], state["RD"][..., None], nc)
+    sat["out"] += int(np.count_nonzero(s_out))
+    if nc.overflow == "error" and sat["out"]:
+        raise FuseMaxError(f"output saturated in {sat['out']} elements (overflow policy 'error')")
+    return GoldenResult(
+        out=nc.out.to_float(av), out_codes=av, saturation={r: int(sat[r]) for r in SAT_ROLES},
+        div_by_zero=int(np.count_nonzero(dz)), config_name=config.name, scale=float(scale),
+        chunks=-(-M // config.rows), inputs={"Q": qc, "K": kc, "V": vc},
+    )
+
+
 def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
     """max abs, RMS, and RMS relative to the reference's RMS."""
     err = np.asarray(out, np.float64) - np.asarray(ref, np.float64)
@@ -259,7 +290,8 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
 
 
 #: Cascades that have a golden model: name -> function(q, k, v, config, scale) -> GoldenResult.
-GOLDEN_CASCADES: dict[str, Callable[..., GoldenResult]] = {"attention-1pass": attention_1pass}
+GOLDEN_CASCADES: dict[str, Callable[..., GoldenResult]] = {"attention-1pass": attention_1pass,
+                                                           "attention-3pass": attention_3pass}
 
 
 def golden_for(cascade: str) -> Callable[..., GoldenResult]:
@@ -270,6 +302,6 @@ def golden_for(cascade: str) -> Callable[..., GoldenResult]:
                            f"{', '.join(GOLDEN_CASCADES)}") from None
 
 
-__all__ = ["attention_1pass", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
+__all__ = ["attention_1pass", "attention_3pass", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
            "prepare_inputs", "check_saturation",
            "GoldenResult", "GOLDEN_CASCADES", "golden_for", "SAT_ROLES", "FORMAT_ROLES", "LOG2E"]

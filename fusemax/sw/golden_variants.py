@@ -10,21 +10,23 @@ function                   what it adds to the FuseMax datapath                 
 =========================  ============================================================  ========
 :func:`fusemax_state`      the 1-pass loop, started from a given state, with an optional  --
                            entropy accumulator (the common core)
-:func:`softmax1_golden`    state (RM, RD, RNV) = (0 valid, 1.0, 0) before the first chunk  no (1)
-:func:`kv_bias_golden`     state = one chunk holding only the bias key k*, value v* (or 0) no (1)
+:func:`softmax1_golden`    state (RM, RD, RNV) = (0 valid, 1.0, 0) before the first chunk  yes (1)
+:func:`kv_bias_golden`     state = one chunk holding only the bias key k*, value v* (or 0) yes (1)
 :func:`entropy_golden`     RT += round(Σ SLN·BQK) + rescale(RT, PRM) (an RNV-like entry   no
                            whose "value" is the score); H from RM, RD, RT with a log2 unit
-:func:`local_golden`       the plain golden under a sliding-window mask; only the tiles of mask
+:func:`local_golden`       the plain golden under a sliding-window mask; only the tiles of yes (2)
                            :func:`~fusemax.sw.patterns.tiles_touched` count as run
-:func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  mask
+:func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  yes (3)
                            mask, tiles of the diagonal blocks only; the host scatters
 :func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   no
 :func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      no
 =========================  ============================================================  ========
 
-(1) The same arithmetic runs on the v1 hardware with the bias token prepended to K and V as key
-0 (:func:`kv_bias_golden` with ``method="prepend"``); the result then differs only by where
-the chunk boundaries fall, and equals the state form bit for bit when ``rows = 1``.
+(1) With the bias token prepended to K and V as key 0 (``method="prepend"``, what the RTL runs:
+:mod:`fusemax.sw.rtl_variants`); that differs from the state form only by where the chunk
+boundaries fall (a few output codes by 1 LSB), and equals it bit for bit when ``rows = 1``.
+(2) The tile list and ``CAUSAL 1``, ``WINDOW W``. (3) When the cluster size is a multiple of
+rows and cols (every tile of the diagonal blocks is full: no mask).
 
 New operations, modelled bit-exactly here and absent from the v1 RTL: :func:`log2_codes` (a
 leading-one detector, a shift and a Horner polynomial on the mantissa, like ``Exp2``) and

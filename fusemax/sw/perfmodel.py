@@ -768,15 +768,23 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     * **fusemax**: an epoch runs BQK of tile t (E MAC cycles) and SLNV of tile t - 1 (F MAC
       cycles) back to back on the same MACs; LM, RM, the exps (SLN, PRM), SLD and RD run beside
       them. The one memory port carries E + F K/V lines and 2 instructions (TILE, LDKV) per
-      tile, ``k`` instructions per line, so a tile costs E + F + 2/k cycles (memory-bound by the
-      instruction fetch). Per query block the 2D array also waits for: the first tile's exps
-      (the second BQK may not start before them: 5 cycles), the last tile's exps before its
-      SLNV (x - 2 cycles after the previous SLNV), the RNV pipeline's drain (3), and the AV
-      (F divide issues, then F stores that follow the write-backs: F + max(F, div_cycles + 1)
-      + 1); once per run, the first Q block and the first two K/V chunks must arrive
+      tile, ``k`` instructions per line, so a tile costs E + F + 2/k cycles: the port, not the
+      MACs, sets the pace. Per query block the port also carries the Q block (E lines), the
+      output (F lines) and LDQ and AV (2/k lines), and it waits one load round trip (L + 1):
+      the chunk after the first three of a block loads into the slot its first tile frees when
+      its SLNV starts, which the background AV delays. The AV itself (F divide issues, then F
+      stores that follow the write-backs) overlaps the next block's first BQKs. Once per run,
+      the first Q block and the first two K/V chunks must arrive before the steady state
       (E + 2(E + F) lines and two memory latencies).
+    * **attention-3pass** (``three_pass``): every block runs its tiles twice (pass 1 for the
+      global max, then passes 2 and 3 merged), so 2U tiles at the binding's per-tile cost and
+      the same per-block and start-up terms (Q, output, AV once per block).
     * **architecture** (every TILE ``serial``): a tile runs alone: E (BQK) + 5 (score, LM, RM)
-      + d + 1 (exps) + F (SLNV) = E + F + d + 6 cycles; the same per-block terms.
+      + d + 1 (exps) + F (SLNV) = E + F + d + 6 cycles, more than its E + F lines, so the
+      MACs set the pace and each chunk loads behind the previous tile. Per block: the RNV
+      pipeline drains (3), the AV runs alone (F + max(F, div_cycles + 1) + 1) and the next
+      TILE and the AV each take a cycle to issue; once per run the first chunk and Q arrive
+      (E + F + E lines, two memory latencies).
     """
     from fusemax.sw.schedule import insns_per_line
 
@@ -784,20 +792,24 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     w = Workload.of(shape)
     n = config.numerics
     d, L = n.exp_degree, config.mem_latency
-    x = n.exp_cycles + 1
     k = insns_per_line(config.mem_lanes)
     U = count_tiles(w, config.rows, config.cols, causal)
     blocks = w.B * w.H * _ceil(w.P, config.cols)
     av = w.F + max(w.F, n.div_cycles + 1) + 1
-    block = av + 5 + (x - 2) + 3
-    start = w.E + 2 * (w.E + w.F) + 2 * (L + 1)
-    tile = {"fusemax": max(w.E + w.F + 2 / k, d + 7), "architecture": w.E + w.F + d + 6}
-    out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av,
-           "block_overhead": block, "start_cycles": start, "bindings": {}}
-    for b, t in tile.items():
-        cyc = start + blocks * block + U * t
-        out["bindings"][b] = {"cycles": cyc, "per_tile_cycles": t,
-                              "mac_efficiency": U * (w.E + w.F) / cyc if cyc else 0.0}
+    terms = {
+        "fusemax": {"tile": max(w.E + w.F + 2 / k, d + 7), "block": w.E + w.F + 2 / k + L + 1,
+                    "start": w.E + 2 * (w.E + w.F) + 2 * (L + 1)},
+        "architecture": {"tile": w.E + w.F + d + 6, "block": av + 5,
+                         "start": 2 * w.E + w.F + 2 * (L + 1)},
+    }
+    out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av, "bindings": {},
+           "three_pass": {}}
+    for b, t in terms.items():
+        for key, passes in (("bindings", 1), ("three_pass", 2)):
+            cyc = t["start"] + blocks * t["block"] + passes * U * t["tile"]
+            out[key][b] = {"cycles": cyc, "per_tile_cycles": t["tile"], "block_overhead": t["block"],
+                           "start_cycles": t["start"], "tiles_run": passes * U,
+                           "mac_efficiency": passes * U * (w.E + w.F) / cyc if cyc else 0.0}
     return out
 
 

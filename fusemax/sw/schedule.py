@@ -11,7 +11,9 @@ An instruction is 64 bits; the opcode sits in bits [63:58]; each field is a bit 
 Version 2 (the FuseMax binding) over version 1: three K/V slots (``slot`` is 2 bits), TILE's
 ``serial`` bit (run this tile alone: the +Architecture ablation), LDQ in the background with
 the block's state reset moved to the first TILE (or AV) of the block (``first``), and several
-instructions per memory line.
+instructions per memory line. ``WINDOW`` (the sliding window's lower bound in the mask) was
+added later within version 2: a schedule without it runs as before (the window is off after
+``start``); hardware without it stops on it with ``error.opcode``.
 """
 
 from __future__ import annotations
@@ -45,14 +47,20 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
     Opcode("SHAPE", 0x02, {"E": (0, 16), "F": (16, 16)}, "head dimensions E (Q, K) and F (V)"),
     Opcode("MASK", 0x03, {"M": (0, 29), "P": (29, 29)}, "keys M and queries P of the workload"),
     Opcode("CAUSAL", 0x04, {"enable": (0, 1)}, "causal mask: key m visible to query p iff m <= p + M - P"),
+    Opcode("WINDOW", 0x05, {"W": (0, 29)},
+           "window lower bound of the mask: with W > 0, key m visible to query p only if "
+           "m > p + M - P - W (with CAUSAL: the sliding window of W keys); 0 = off (default)"),
     Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
            "load a query block (E lines) in the background and stage its first query p_base"),
     Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 2)},
            "load a K/V chunk (E + F lines) into a buffer slot (0..2), in the background"),
-    Opcode("TILE", 0x12, {"serial": (0, 1), "first": (1, 1), "slot": (26, 2), "m_base": (28, 30)},
+    Opcode("TILE", 0x12, {"serial": (0, 1), "first": (1, 1), "restart": (2, 1), "slot": (26, 2),
+                          "m_base": (28, 30)},
            "one rows x cols tile: BQK, LM, RM, PRM, SLN, SLD, RD, SLNV, RNV; serial = 1 runs it "
            "alone (no overlap with the tiles around it); first = 1 starts a query block: reset "
-           "RM and RD, make the staged p_base current"),
+           "RM, make the staged p_base current; restart = 1 starts the sums again over the "
+           "same block (PRM = 0 for this tile: RD = SLD, RNV = SLNV) and keeps RM (the "
+           "3-pass cascade's second pass, with RM = the global max)"),
     Opcode("AV", 0x20, {"addr": (0, 26), "first": (26, 1)},
            "divide RNV by RD and store the block's output (F lines); first = 1 (a block with no "
            "tile) resets the state and takes the staged p_base first"),

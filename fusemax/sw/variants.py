@@ -28,7 +28,8 @@ function                       official source
 :func:`lucidrains_local_attention`  lucidrains/local-attention ``LocalAttention.forward``
 :func:`routing_attention`      lucidrains/routing-transformer ``KmeansAttention.forward``
                                (plus the host side: :func:`route_topw`, :func:`gather_clusters`,
-                               :func:`scatter_mean`)
+                               :func:`scatter_mean`, and ``Kmeans.init``:
+                               :func:`kmeans_init_means`)
 =============================  ===============================================================
 """
 
@@ -46,7 +47,8 @@ __all__ = [
     "kv_bias_attention", "softmax1_attention", "sigmoid_attention", "attention_entropy",
     "entropy_regularization_loss", "act_calibration", "flow_attention", "flow_attention_causal",
     "FLOW_VARIANTS", "masked_softmax_attention", "lucidrains_local_attention", "route_topw",
-    "gather_clusters", "scatter_mean", "routing_attention", "ACT_BETA", "ACT_THRES",
+    "gather_clusters", "scatter_mean", "routing_attention", "kmeans_init_means", "ACT_BETA",
+    "ACT_THRES",
 ]
 
 #: ACT's calibration constants (scripts/calibration.sh, scripts/evaluation.sh).
@@ -462,6 +464,35 @@ def route_topw(q, k, means, window: int) -> tuple[np.ndarray, np.ndarray]:
     iq = _topk_indices(dists[:, :, :T], window)
     ik = _topk_indices(dists[:, :, T:], window)
     return (iq, ik) if bq else (iq[0, 0], ik[0, 0])
+
+
+def kmeans_init_means(q, k, clusters: int, seed: int = 0, iters: int = 10) -> np.ndarray:
+    """Centroids (H, C, E) as routing_transformer.py's ``Kmeans.init`` makes them from the first
+    batch it sees (``KMEAN_INIT_ITERS`` = 10): x = [q; k] along the tokens (not normalised),
+    ``clusters`` tokens of each head picked by a random permutation (numpy, ``seed``; torch's
+    ``randperm`` draws other tokens), then ``iters`` rounds of ``kmeans_iter``: each token to
+    its most similar centroid (``x . mu``), a centroid = the L2-normalised sum of its tokens
+    over the batch, kept as it was when no token chose it."""
+    q4, _ = _as4("Q", q)
+    k4, _ = _as4("K", k)
+    B, H, _, E = q4.shape
+    if k4.shape[:2] != (B, H) or k4.shape[3] != E:
+        raise FuseMaxError(f"Q {q4.shape} and K {k4.shape} disagree on B, H or E")
+    clusters = int(clusters)
+    x = np.concatenate([q4, k4], axis=2)                       # (B, H, L, E)
+    L = x.shape[2]
+    if not 1 <= clusters <= B * L:
+        raise FuseMaxError(f"clusters must be in 1..{B * L} (the tokens of [Q; K]), got {clusters}")
+    samples = np.swapaxes(x, 0, 1).reshape(H, B * L, E)        # x.transpose(0, 1).view(h, -1, d)
+    means = samples[:, np.random.default_rng(seed).permutation(B * L)[:clusters]]
+    for _ in range(int(iters)):                                # kmeans_iter(x, means)
+        buckets = np.einsum("bhld,hcd->bhlc", x, means).argmax(-1)
+        onehot = buckets[..., None] == np.arange(clusters)     # (B, H, L, C)
+        bins = onehot.sum(axis=(0, 2))                         # (H, C)
+        sums = np.einsum("bhlc,bhld->hcd", onehot.astype(np.float64), x)
+        new = _l2_normalize(sums)
+        means = np.where((bins == 0)[..., None], means, new)
+    return means
 
 
 def gather_clusters(x, index) -> np.ndarray:

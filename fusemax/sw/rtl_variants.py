@@ -1,0 +1,270 @@
+"""The attention variants the FuseMax RTL runs: what the host does before and after, and what the
+result must equal (docs/variants.md, "On the RTL").
+
+Every variant here runs on the hardware as plain 1-pass attention (``attention-1pass``): the host
+changes the inputs, the compiler the tile list and the mask, and the bit-exact model of
+:mod:`fusemax.sw.golden_variants` says which integers must come out.
+
+======================  =====================================================================
+cascade                 on the RTL
+======================  =====================================================================
+attention-softmax1      a zero key with a zero value prepended as key 0 (M + 1 keys): its score
+                        is exactly 0, the "+1" of softmax-1 (``softmax1_golden(method="prepend")``)
+attention-kbias         the bias key k* (value 0) prepended as key 0 (``kv_bias_golden``)
+attention-kvbias        k*, v* prepended as key 0
+attention-local         only the tiles of the causal sliding window (``tiles_touched``), with
+                        ``CAUSAL 1`` and ``WINDOW W`` masking the partial ones (``local_golden``)
+attention-routing       the host routes [Q; K] (k-means centroids, top-w tokens per cluster),
+                        gathers each cluster's queries and keys into contiguous rows, the RTL runs
+                        the diagonal tiles of that layout, the host scatters the rows back
+                        (``routing_golden``, then ``scatter_mean``)
+======================  =====================================================================
+
+Causal alignment: the RTL's ``CAUSAL`` shows query p the keys m <= p + M' - P of its M' keys.
+With the bias as key 0 (M' = M + 1), real key j is key j + 1, visible iff j <= p + M - P: the
+variant's own rule; the bias is visible to query p iff p >= P - M - 1, i.e. to every query when
+P <= M + 1 (longer query sequences are refused: their first queries would lose the bias).
+
+:func:`prepare` does the host's part and returns a :class:`VariantRun` (the arrays to compile,
+the pattern, the golden, the float64 reference and the way back); ``fusemax.sim.attention.
+simulate(..., cascade=NAME)`` runs it on the RTL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from fusemax.config import FuseMaxConfig
+from fusemax.errors import FuseMaxError
+from fusemax.sw import golden_variants as G
+from fusemax.sw import variants as V
+from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.patterns import Pattern, Routing, sliding_window
+
+__all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS"]
+
+#: Cascades the RTL runs with the host's help -> how.
+RTL_VARIANTS = {
+    "attention-softmax1": "a zero key with a zero value prepended as key 0 (M + 1 keys)",
+    "attention-kbias": "the bias key k* (value 0) prepended as key 0 (M + 1 keys)",
+    "attention-kvbias": "the bias key k* with the value v* prepended as key 0 (M + 1 keys)",
+    "attention-local": "only the sliding window's tiles, CAUSAL 1 and WINDOW W",
+    "attention-routing": "k-means routing on the host, queries and keys gathered by cluster, "
+                         "the block-diagonal tiles, the outputs scattered back",
+}
+
+#: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
+NOT_ON_RTL = {
+    "sigmoid-nonorm": "sigmoid in the 2D PEs (Exp2 exists; 1/(1 + t) needs a reciprocal or divider "
+                      "per PE), a no-max mode (no RM, PRM = 1), AV as a requantize of RNV (no "
+                      "divide), a wider output format",
+    "sigmoid-norm": "sigmoid in the 2D PEs, the no-max mode (RD, RNV as plain sums)",
+    "attention-entropy": "SLN·BQK on the SLNV MAC (one more step), an RNV-file entry RT, and at "
+                         "the end a log2 unit, RM·RD (a multiplier) and a store of H",
+    "act-calibration": "passes 2-3: column sums over all queries into an M-length buffer, the "
+                       "per-query LSE kept from pass 1, compare, first-index reduce, a sparse "
+                       "gather of the sink columns; multi-pass schedules",
+    "flowformer": "a datapath without a score matrix: sigmoid of Q, K elements, sums of "
+                  "E-vectors over the sequence, per-token reciprocals, clamp, exp, an E x F "
+                  "outer-product state; two passes over K and two over Q",
+    "flowformer-causal": "the per-token recurrence: sigmoid (Exp2 + divide), 4 E-vector and 1 "
+                         "scalar running sums, an E x F running state, divides per token, clamp",
+}
+
+#: Options of :func:`prepare` and the cascades that use them.
+VARIANT_OPTIONS = {
+    "k_bias": ("attention-kbias", "attention-kvbias"),
+    "v_bias": ("attention-kvbias",),
+    "window": ("attention-local",),
+    "clusters": ("attention-routing",),
+    "cluster_size": ("attention-routing",),
+    "means": ("attention-routing",),
+}
+
+_PREPEND = ("attention-softmax1", "attention-kbias", "attention-kvbias")
+
+
+@dataclass
+class VariantRun:
+    """A variant ready for the RTL: compile ``q``, ``k``, ``v`` with ``causal`` / ``pattern``
+    (:func:`fusemax.sw.compiler.compile_attention`), compare the RTL's codes with
+    ``golden(config, scale).out_codes`` reshaped by :meth:`golden_codes`, map its output back
+    with ``finish`` and measure it against ``reference(scale)``."""
+
+    cascade: str
+    how: str
+    q: np.ndarray                     #: (B, H, P', E) what the RTL runs (P' = P except routing)
+    k: np.ndarray                     #: (B, H, M', E) (M' = M + 1 with a bias key)
+    v: np.ndarray                     #: (B, H, M', F)
+    causal: bool                      #: the compiler's causal flag (None with a pattern)
+    pattern: Pattern | None           #: the tile list and mask (local, routing)
+    params: dict                      #: what the host used (JSON-able)
+    golden: Callable[[FuseMaxConfig, float], G.VariantGolden]
+    reference: Callable[[float], np.ndarray]   #: float64 output of the mechanism (B, H, P, F)
+    finish: Callable[[np.ndarray], np.ndarray]  #: RTL-layout floats (B,H,P',F) -> (B, H, P, F)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: e.g. routing indices
+
+    def golden_codes(self, g: G.VariantGolden) -> np.ndarray:
+        """The golden's output codes in the RTL's layout (B, H, P', F)."""
+        return np.asarray(g.out_codes).reshape(self.q.shape[:3] + (self.v.shape[3],))
+
+
+def _unused(cascade: str, given: dict) -> None:
+    bad = [name for name, value in given.items()
+           if value is not None and cascade not in VARIANT_OPTIONS[name]]
+    if bad:
+        uses = "; ".join(f"{n} is for {', '.join(VARIANT_OPTIONS[n])}" for n in bad)
+        raise FuseMaxError(f"cascade {cascade} takes no {', '.join(bad)} ({uses})")
+
+
+def _int_option(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise FuseMaxError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int,
+            k_bias=None, v_bias=None, window: int | None = None, clusters: int | None = None,
+            cluster_size: int | None = None, means=None, seed: int = 0) -> VariantRun:
+    """The host's part of running ``cascade`` (a key of :data:`RTL_VARIANTS`) on an array of
+    ``rows`` keys x ``cols`` queries, for ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F).
+
+    * softmax1 / kbias / kvbias: ``k_bias`` (E,) or (B,H,E), ``v_bias`` (F,) or (B,H,F);
+      ``causal`` as for plain attention (the built-in cascades are the causal form); causal
+      needs P <= M + 1.
+    * local: ``window`` W >= 1 (query p sees keys p + M - P - W < m <= p + M - P; causal by
+      definition).
+    * routing: ``clusters`` C, ``cluster_size`` w (default min(P, M) // C; a multiple of rows
+      and cols, so no tile straddles two clusters), ``means`` (C, E) or (H, C, E) centroids
+      (default :func:`~fusemax.sw.variants.kmeans_init_means` with ``seed``; C defaults to
+      their count when given); non-causal.
+    """
+    if cascade not in RTL_VARIANTS:
+        raise FuseMaxError(f"cascade {cascade!r} has no RTL variant; those with one: "
+                           f"{', '.join(RTL_VARIANTS)}")
+    _unused(cascade, {"k_bias": k_bias, "v_bias": v_bias, "window": window, "clusters": clusters,
+                      "cluster_size": cluster_size, "means": means})
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q, k, v)
+    for name, a in (("Q", q), ("K", k), ("V", v)):
+        if not np.all(np.isfinite(a)):
+            raise FuseMaxError(f"{name} holds NaN or Inf")
+    how = RTL_VARIANTS[cascade]
+    if cascade in _PREPEND:
+        return _prepend(cascade, how, q, k, v, bool(causal), k_bias, v_bias)
+    if cascade == "attention-local":
+        return _local(how, q, k, v, window)
+    return _routing(how, q, k, v, bool(causal), rows, cols, clusters, cluster_size, means, seed)
+
+
+def _prepend(cascade, how, q, k, v, causal, k_bias, v_bias) -> VariantRun:
+    B, H, P, E, M, F = attention_dims(q, k, v)
+    if cascade != "attention-softmax1" and k_bias is None:
+        raise FuseMaxError(f"{cascade} needs the bias key k_bias, shape (E,) = ({E},) or "
+                           f"(B, H, E) = ({B}, {H}, {E})")
+    if cascade == "attention-kvbias" and v_bias is None:
+        raise FuseMaxError(f"{cascade} needs the bias value v_bias, shape (F,) = ({F},) or "
+                           f"(B, H, F) = ({B}, {H}, {F})")
+    if causal and P > M + 1:
+        raise FuseMaxError(
+            f"causal {cascade} on the RTL needs P <= M + 1 (P = {P}, M = {M}): the bias is key 0 "
+            f"of M + 1 keys, and the end-aligned CAUSAL hides it from queries p < P - M - 1")
+    kb = np.zeros((B, H, E)) if k_bias is None else G._bias_vector("k_bias", k_bias, B, H, E)
+    vb = np.zeros((B, H, F)) if v_bias is None else G._bias_vector("v_bias", v_bias, B, H, F)
+    k1 = np.concatenate([kb[:, :, None, :], k], axis=2)
+    v1 = np.concatenate([vb[:, :, None, :], v], axis=2)
+    params = {"causal": causal, "bias_key": cascade != "attention-softmax1",
+              "bias_value": cascade == "attention-kvbias"}
+
+    if cascade == "attention-softmax1":
+        def golden(config, scale):
+            return G.softmax1_golden(q, k, v, config, scale, causal, method="prepend")
+
+        def reference(scale):
+            return V.softmax1_attention(q, k, v, scale, causal)
+    else:
+        vb_arg = v_bias if cascade == "attention-kvbias" else None
+
+        def golden(config, scale):
+            return G.kv_bias_golden(q, k, v, k_bias, vb_arg, config, scale, causal, method="prepend")
+
+        def reference(scale):
+            return V.kv_bias_attention(q, k, v, k_bias, vb_arg, scale, causal)
+
+    return VariantRun(cascade, how, q, k1, v1, causal, None, params, golden, reference,
+                      lambda out: out)
+
+
+def _local(how, q, k, v, window) -> VariantRun:
+    if window is None:
+        raise FuseMaxError("attention-local needs the window W (query p sees the W keys "
+                           "p + M - P - W < m <= p + M - P)")
+    window = _int_option("window", window)
+    pattern = sliding_window(window)
+
+    def golden(config, scale):
+        return G.local_golden(q, k, v, config, window=window, scale=scale)
+
+    def reference(scale):
+        return V.masked_softmax_attention(q, k, v, pattern, scale)
+
+    return VariantRun("attention-local", how, q, k, v, False, pattern, {"window": window},
+                      golden, reference, lambda out: out)
+
+
+def _routing(how, q, k, v, causal, rows, cols, clusters, cluster_size, means, seed) -> VariantRun:
+    B, H, P, E, M, F = attention_dims(q, k, v)
+    if causal:
+        raise FuseMaxError("attention-routing runs the non-causal KmeansAttention (the reference "
+                           "routing_attention); causal routing needs clusters sorted by position")
+    if clusters is None and means is not None and np.ndim(means) in (2, 3):
+        clusters = int(np.shape(means)[-2])  # the centroids say how many
+    if clusters is None:
+        raise FuseMaxError("attention-routing needs the number of clusters C (or the centroids means)")
+    clusters = _int_option("clusters", clusters)
+    if means is not None:
+        mu = np.asarray(means, np.float64)
+        if mu.ndim not in (2, 3) or mu.shape[-1] != E or (mu.ndim == 3 and mu.shape[0] != H) \
+                or mu.shape[-2] != clusters:
+            raise FuseMaxError(f"means must be (C, E) = ({clusters}, {E}) or (H, C, E) = "
+                               f"({H}, {clusters}, {E}), got {mu.shape}")
+        if not np.all(np.isfinite(mu)):
+            raise FuseMaxError("means holds NaN or Inf")
+    else:
+        mu = V.kmeans_init_means(q, k, clusters, seed=seed)
+    w = min(P, M) // clusters if cluster_size is None else _int_option("cluster_size", cluster_size)
+    if w < 1:
+        raise FuseMaxError(f"{clusters} clusters of min(P, M) // C = 0 tokens: use fewer clusters "
+                           f"(P = {P}, M = {M})")
+    if w > min(P, M):
+        raise FuseMaxError(f"cluster_size w = {w} exceeds min(P, M) = {min(P, M)} (each cluster "
+                           f"takes its w best queries and w best keys)")
+    if w % rows or w % cols:
+        raise FuseMaxError(
+            f"cluster_size w = {w} must be a multiple of rows = {rows} and cols = {cols}: a tile "
+            f"must not straddle two clusters (the RTL has no block-diagonal mask)"
+            + ("" if cluster_size is not None else
+               f"; the default is min(P, M) // C = {min(P, M)} // {clusters}"))
+    iq, ik = V.route_topw(q, k, mu, w)
+    gq, gk, gv = (V.gather_clusters(x, i) for x, i in ((q, iq), (k, ik), (v, ik)))
+
+    def flat(x):
+        return x.reshape(B, H, clusters * w, x.shape[-1])
+
+    def golden(config, scale):
+        return G.routing_golden(gq, gk, gv, config, scale)
+
+    def reference(scale):
+        return V.routing_attention(q, k, v, mu, w, scale)
+
+    def finish(out):
+        return V.scatter_mean(np.asarray(out).reshape(B, H, clusters, w, F), iq, P)
+
+    return VariantRun("attention-routing", how, flat(gq), flat(gk), flat(gv), False,
+                      Routing.uniform(clusters, w), {"clusters": clusters, "cluster_size": w,
+                                                     "means": "given" if means is not None else
+                                                     f"k-means init (seed {seed})"},
+                      golden, reference, finish, {"index_q": iq, "index_k": ik, "means": mu})
