@@ -148,3 +148,54 @@ def test_pe1d_matches_twins(name, lane_ok, av_ok):
     assert [g[2] for g in got["av"]] == [int(av_ok and x) for x in dz]
     if name == "narrow":
         assert any_rnv and any_rd
+
+
+def test_reset_rm_keeps_rd_and_the_next_tile_overwrites_it():
+    """TILE.first's reset_rm clears RM.valid only: RD keeps its value (the previous block's AV
+    may still divide by it), and the next tile's PRM = 0 makes RD = rs(SLD) as if cleared."""
+    cfg = CASES["tiny"]
+    nc = cfg.numerics
+    pe = PE1D(cfg)
+    sld1, sld2 = 3 << nc.exp.frac, 5 << (nc.exp.frac - 1)
+    seen = {}
+
+    async def tile(ctx, lm, sld):
+        ctx.set(pe.lm, lm)
+        ctx.set(pe.lm_valid, 1)
+        ctx.set(pe.rm_en, 1)
+        await ctx.tick()
+        ctx.set(pe.rm_en, 0)
+        ctx.set(pe.exp_start, 1)
+        await ctx.tick()
+        ctx.set(pe.exp_start, 0)
+        for _ in range(nc.exp_cycles - 1):
+            await ctx.tick()
+        ctx.set(pe.sld, sld)
+        ctx.set(pe.rd_en, 1)
+        await ctx.tick()
+        ctx.set(pe.rd_en, 0)
+        ctx.set(pe.rm_commit, 1)
+        await ctx.tick()
+        ctx.set(pe.rm_commit, 0)
+
+    async def bench(ctx):
+        ctx.set(pe.reset_state, 1)
+        await ctx.tick()
+        ctx.set(pe.reset_state, 0)
+        await tile(ctx, 40, sld1)
+        seen["rd1"], seen["valid1"] = ctx.get(pe.rd), ctx.get(pe.rm_valid)
+        ctx.set(pe.reset_rm, 1)
+        await ctx.tick()
+        ctx.set(pe.reset_rm, 0)
+        seen["rd_after"], seen["valid_after"] = ctx.get(pe.rd), ctx.get(pe.rm_valid)
+        await tile(ctx, -70, sld2)
+        seen["rd2"] = ctx.get(pe.rd)
+
+    sim = Simulator(pe)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    rs = lambda x: int(nm.round_shift_to(x, nc.exp.frac, nc.rd.frac, nc.rounding))  # noqa: E731
+    assert seen["rd1"] == rs(sld1) != 0 and seen["valid1"] == 1
+    assert seen["rd_after"] == seen["rd1"] and seen["valid_after"] == 0
+    assert seen["rd2"] == rs(sld2) != seen["rd1"]

@@ -6,6 +6,7 @@ import pytest
 
 from fusemax.cli import main
 
+
 def code_blocks(text: str) -> list[str]:
     """The contents of the fenced code blocks of a Markdown text."""
     blocks, current = [], None

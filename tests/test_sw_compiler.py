@@ -271,3 +271,27 @@ def test_cli_listing_stdout(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith(f"; fusemax schedule v{sf.VERSION}")
     assert "TILE serial=0 first=0 restart=0 slot=1 m_base=4" in out
+
+
+def test_3pass_from_a_cas_file_runs_two_sweeps(tmp_path):
+    """A .cas file holding attention-3pass compiles as attention-3pass (by the cascade's name,
+    not the path): every block's tiles twice, the second sweep from TILE.restart."""
+    from fusemax.sw.library import cascade_text
+
+    cas = tmp_path / "mine.cas"
+    cas.write_text(cascade_text("attention-3pass")[0])
+    c = preset("tiny")
+    s = compile_schedule(c, Shape(1, 1, 13, 6, 4, 4), cascade=str(cas))
+    one = compile_schedule(c, Shape(1, 1, 13, 6, 4, 4))
+    assert s.cascade == "attention-3pass" and s.tiles == 2 * one.tiles
+    assert [i.args["restart"] for i in s.instructions if i.op == "TILE"] == ([0] * 4 + [1] + [0] * 3) * 2
+
+
+def test_cli_golden_3pass(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    np.savez(tmp_path / "in.npz", Q=rng.normal(size=(6, 4)), K=rng.normal(size=(13, 4)), V=rng.normal(size=(13, 4)))
+    args = ["golden", "--cascade", "attention-3pass", "--config", "tiny", "--inputs", str(tmp_path / "in.npz"),
+            "--out", str(tmp_path / "o.npz")]
+    assert fusemax(args) == 0
+    assert fusemax(args + ["--intermediates", str(tmp_path / "x.npz")]) == 2
+    assert "records no intermediates" in capsys.readouterr().err

@@ -17,8 +17,9 @@ part       component                                  Einsums
 
 (rs = the exact fraction change ``round_shift`` of :mod:`fusemax.hw.formats`.)
 
-No RNV clearing is needed at LDQ: while RM is not valid, PRM = 0, so SPNV = RNV·0 = 0 and
-the first tile overwrites every RNV[f], f < F (the same holds for RD, which is cleared anyway).
+No RNV or RD clearing is needed at the first tile of a block (TILE.first clears RM.valid only):
+while RM is not valid, PRM = 0, so SPNV = RNV·0 = 0 and SPD = RD·0 = 0, and the first tile
+overwrites every RNV[f], f < F, and RD.
 
 Controls: ``reset_state`` (RM.valid = 0, RD = 0: AV.first of a block without tiles),
 ``reset_rm`` (RM.valid = 0 only: TILE.first, which may issue while the previous block's AV

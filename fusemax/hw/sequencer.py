@@ -2,9 +2,10 @@
 
 Instructions are decoded with the field table of :mod:`fusemax.sw.schedule` (``OPCODES``);
 no bit position is written here. Instructions are decoded and executed from the head of the
-prefetch FIFO (state FETCH) and popped into ``cur_insn`` when they issue. Two engines run in
-the background: the K/V loader (LDKV) and the **tile engine** (TILE), which pipelines tiles
-the way the FuseMax binding does (the paper's section V, "Binding"):
+prefetch FIFO (state FETCH) and popped into ``cur_insn`` when they issue. The loaders (LDQ,
+LDKV, in the memory port), the **tile engine** (TILE) and the AV run in the background; the
+tile engine pipelines tiles the way the FuseMax binding does (the paper's section V,
+"Binding"):
 
 Every tile t passes through four stages; the MAC of every 2D PE is shared by two of them:
 

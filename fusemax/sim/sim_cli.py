@@ -40,13 +40,15 @@ def register(subparsers) -> None:
         f"Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax sim attention-1pass --config small --inputs in.npz --out out.npz "
                 "--report report.json\n  "
+                "fusemax sim attention-3pass --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-local --window 16 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-routing --clusters 4 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
                 "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
     )
     p.add_argument("cascade", metavar="CASCADE",
-                   help="cascade name: attention-1pass, or a variant the RTL runs with the host's "
+                   help="cascade name: attention-1pass, attention-3pass (the 3-pass baseline), or "
+                        "a variant the RTL runs with the host's "
                         "help: attention-softmax1, attention-kbias, attention-kvbias, "
                         "attention-local, attention-routing")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")

@@ -18,15 +18,18 @@ def register(subparsers) -> None:
         "ceil(M/rows) chunks of rows keys, P2 = ceil(P/cols) blocks of cols queries, loop order "
         "b, h, p2, m1) and write the control schedule: 64-bit instructions, little-endian "
         "(docs/architecture.md section 4, docs/schedule.md). The listing shows every "
-        "instruction with its address, word, fields and the memory region it touches. Only "
-        "attention-1pass maps onto the v1 hardware; other cascades get the reason. "
+        "instruction with its address, word, fields and the memory region it touches. "
+        "attention-1pass maps onto the hardware, and attention-3pass as the baseline (each "
+        "block's tiles twice: pass 1 for the global max, then passes 2 and 3 merged); other "
+        "cascades get the reason. "
         "--causal masks keys after each query, aligned at the end of the key sequence (query p "
         "sees key m iff m <= p + M - P) and skips tiles no query of a block can see. "
         f"Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax compile attention-1pass --config small --shape "
                 "B=1,H=2,M=256,P=64,E=64,F=64 -o sched.bin --listing -",
     )
-    p.add_argument("cascade", metavar="CASCADE", help="cascade name (attention-1pass) or .cas file")
+    p.add_argument("cascade", metavar="CASCADE",
+                   help="cascade name (attention-1pass, attention-3pass) or .cas file")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")

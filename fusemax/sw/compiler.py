@@ -1,8 +1,12 @@
 """The compiler: a cascade, a configuration and a workload shape -> a control schedule and the
 external-memory image it runs on (docs/architecture.md sections 3-4, docs/schedule.md).
 
-Only ``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax binding of the
-2D and 1D arrays). The mapping is fixed by the configuration:
+``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax binding of the
+2D and 1D arrays), and ``attention-3pass`` as the baseline: per query block its tiles twice,
+pass 1 for the global max, then passes 2 and 3 merged by the division reduction from a
+``TILE restart`` (``KV_SWEEPS``). The attention variants of :mod:`fusemax.sw.rtl_variants` run as
+attention-1pass on inputs the host prepares, some with a tile list (``pattern=``). The
+mapping is fixed by the configuration:
 
 * **tiling**: M -> M1 x M0 with M0 = ``rows`` (a K/V *chunk*: the keys of one tile), M1 =
   ceil(M / rows); P -> P2 x P1 x P0 with P0 = ``cols``, P1 = 1 (one block of ``cols`` queries is
@@ -24,8 +28,10 @@ Only ``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax bi
   (no LDKV, no TILE). Only trailing chunks of a block can be skipped (key 0 is the first key any
   query sees), and a fully masked tile is an exact identity on the running state (LM invalid ->
   RM unchanged, PRM = 1 exactly, SLD = SLNV = 0), so skipping it changes no bit. A block whose
-  queries see no key at all gets no tile: ``LDQ`` has reset RD = RNV = 0 and ``AV`` writes the
-  divide-by-zero result 0, as the golden does.
+  queries see no key at all gets no tile: its ``AV first=1`` resets RD (RNV / 0 = 0) and
+  writes the divide-by-zero result 0, as the golden does.
+* **serial tiles** (``binding="architecture"``): chunk 0 and LDQ of the next block before the
+  AV, chunk 1 right before TILE 0, chunk j + 2 after TILE j (docs/schedule.md).
 
 :func:`compile_schedule` gives the instructions and the image layout for a shape;
 :func:`compile_attention` also quantizes Q, K, V (the golden's ``quantize_inputs``) and fills the
@@ -55,11 +61,11 @@ __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "pars
 #: Cascades the v1 hardware runs, with the reason the others do not.
 SUPPORTED_CASCADES = ("attention-1pass", "attention-3pass")
 
-#: Passes over each block's K/V chunks per cascade: attention-3pass runs pass 1 (GM, the
+#: Sweeps over each block's K/V chunks per cascade: attention-3pass runs pass 1 (GM, the
 #: running max of a whole 1-pass) and then passes 2 and 3 merged by the division reduction
-#: (TILE.restart on the block's first tile of the second pass: RM = GM stays, RD and RNV sum
-#: again with PRM = 1); the golden is :func:`fusemax.sw.golden.attention_3pass`.
-PASSES = {"attention-1pass": 1, "attention-3pass": 2}
+#: (TILE.restart on the block's first tile of the second sweep: RM = GM stays, RD and RNV sum
+#: again with PRM = 1), so two sweeps; the golden is :func:`fusemax.sw.golden.attention_3pass`.
+KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2}
 
 #: Field limits of the schedule format (from the encoding table, not restated by hand).
 _MASK_M_BITS = sf.OPCODES["MASK"].fields["M"][1]
@@ -128,15 +134,17 @@ def parse_shape(text: str) -> Shape:
 # cascades
 
 
-def check_cascade_mappable(cascade: str) -> None:
-    """FuseMaxError unless ``cascade`` (a built-in name or a .cas file) maps onto the v1
-    hardware; the message names the cascade and the obstacle."""
+def check_cascade_mappable(cascade: str) -> str:
+    """The name of the supported cascade ``cascade`` (a built-in name or a .cas file) is, or
+    FuseMaxError naming the cascade and the obstacle."""
     from fusemax.sw.library import load_cascade
     from fusemax.sw.passes import analyse_passes
 
+    if cascade in SUPPORTED_CASCADES:
+        return cascade
     checked = load_cascade(cascade)  # FuseMaxError for unknown names / bad files
     if checked.name in SUPPORTED_CASCADES:
-        return
+        return checked.name
     from fusemax.sw.rtl_variants import RTL_VARIANTS
 
     if checked.name in RTL_VARIANTS:
@@ -156,12 +164,14 @@ def check_cascade_mappable(cascade: str) -> None:
         why = m.chain[0].describe() if m.chain else "a tensor it reads is complete only after a pass"
         raise FuseMaxError(
             f"cascade {checked.name} cannot be mapped: it needs {m.passes} passes over M ({why}); "
-            f"the hardware streams K and V once (no on-chip structure holds M) and runs only the "
-            f"1-pass cascade attention-1pass")
+            f"no on-chip structure holds M, and the hardware streams K and V again only for "
+            f"attention-3pass, whose passes are attention-1pass's own Einsums with the per-query "
+            f"running max kept (docs/variants.md says what {checked.name} would need)")
     raise FuseMaxError(
-        f"cascade {checked.name} cannot be mapped: v1 has a sequencer binding only for "
+        f"cascade {checked.name} cannot be mapped: the sequencer binds only the Einsums of "
         f"attention-1pass (BQK, LM, SLN, SLD, SLNV on the 2D array; RM, PRM, SPD, RD, SPNV, RNV, "
-        f"AV on the 1D array); {checked.name} is a different sequence of Einsums")
+        f"AV on the 1D array; attention-3pass runs them twice); {checked.name} is a different "
+        f"sequence of Einsums (docs/variants.md names the PE operations it lacks)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -448,8 +458,7 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     if binding not in BINDINGS:
         raise FuseMaxError(f"unknown binding {binding!r}; known: {', '.join(BINDINGS)}")
     serial = int(binding == "architecture")
-    if cascade not in SUPPORTED_CASCADES:
-        check_cascade_mappable(cascade)  # raises with the reason (or accepts a renamed copy)
+    cascade = check_cascade_mappable(cascade)  # the reason if not (a .cas file: its name)
     shape = Shape.of(shape)
     _check_fits(config, shape)
     rows, cols = config.rows, config.cols
@@ -462,9 +471,9 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
         if causal:
             raise FuseMaxError("give causal=True or a pattern, not both (Causal() is the causal pattern)")
         causal, window, chunk_lists = pattern_chunks(pattern, s, rows, cols)
-    passes = PASSES[cascade] if cascade in PASSES else 1
-    visible = [len(c) for c in chunk_lists]
-    chunk_lists = [c * passes for c in chunk_lists]  # the chunks each block runs, in order
+    sweeps = KV_SWEEPS[cascade]
+    per_sweep = [len(c) for c in chunk_lists]
+    chunk_lists = [c * sweeps for c in chunk_lists]  # the chunks each block runs, in order
     tiles_per_block = [len(c) for c in chunk_lists]
     n_tiles = s.B * s.H * sum(tiles_per_block)
     n_instr = 4 + int(window > 0) + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
@@ -509,10 +518,10 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                 where = f"b{b} h{h} block {i}"
                 p_lo, p_hi = i * cols, min(s.P, (i + 1) * cols)
                 T = tiles_per_block[i]
-                skipped += M1 - visible[i]
+                skipped += sweeps * (M1 - per_sweep[i])
                 blocks.append((b, h, i, where, p_lo, p_hi, T))
-    # Per block: the first three K/V loads and LDQ are issued before the previous block's AV, so
-    # they overlap its drain and divides (the Q buffer is free once the last BQK has read it).
+    # Per block: chunk 0, LDQ and chunks 1, 2 (serial tiles: chunk 0 and LDQ) are issued before
+    # the previous block's AV, so they overlap its drain and divides.
     def ldkv(block, base: int, j: int) -> None:
         """Chunk j of ``block``, whose first chunk is the ``base``-th loaded overall."""
         b, h, i, where = block[:4]
@@ -520,33 +529,30 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
         emit("LDKV", f"{where}: K/V chunk {c} (keys {c * rows}..{min(s.M, (c + 1) * rows) - 1}) "
              f"-> slot {slot_of(base + j)}", addr=layout.kv_addr(b, h, c), slot=slot_of(base + j))
 
-    def block_loads(block, base: int, note: str = "", part: str = "all") -> None:
-        """The first K/V chunks of ``block`` (as many as there are slots) and its Q block, or
-        with ``part="head"`` only chunk 0 and the Q block (serial tiles). Chunk 0 goes
-        before LDQ: LDQ waits while the previous block's last BQK reads the Q buffer, and the
-        in-order issue would leave the memory port idle behind it."""
+    def block_loads(block, base: int, note: str = "") -> None:
+        """Chunk 0 of ``block``, its Q block, then (unless tiles are serial) its chunks 1 and
+        2. Chunk 0 goes before LDQ: LDQ waits while the previous block's last BQK reads the Q
+        buffer, and the in-order issue would leave the memory port idle behind it."""
         b, h, i, where, p_lo, p_hi, T = block
-        first = min(T, 1)
-        for j in range(first):
-            ldkv(block, base, j)
+        if T:
+            ldkv(block, base, 0)
         emit("LDQ", f"{where}: Q of queries {p_lo}..{p_hi - 1}{note}", addr=layout.q_addr(b, h, i), p_base=p_lo)
-        if part == "all":
-            for j in range(first, min(T, sf.KV_SLOTS)):
-                ldkv(block, base, j)
+        for j in range(1, 1 if serial else min(T, sf.KV_SLOTS)):
+            ldkv(block, base, j)
 
     for n, block in enumerate(blocks):
         b, h, i, where, p_lo, p_hi, T = block
         base = chunk
         if n == 0:
-            block_loads(block, base, part="head" if serial else "all")
+            block_loads(block, base)
         if serial and T > 1:
             ldkv(block, base, 1)
         for j in range(T):
             c = chunk_lists[i][j]
-            restart = int(passes > 1 and j == visible[i])
+            restart = int(sweeps > 1 and j == per_sweep[i])
             what = ("; first of the block: reset RM" if j == 0 else "") + (
                 "; pass 2: RM = GM stays, the sums restart" if restart else "")
-            if passes > 1 and j == 0:
+            if sweeps > 1 and j == 0:
                 what += "; pass 1: GM = the running max"
             emit("TILE", f"{where}: tile m1 = {c}, keys {c * rows}..{min(s.M, (c + 1) * rows) - 1} "
                  f"x queries {p_lo}..{p_hi - 1}" + what,
@@ -563,20 +569,19 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
         # (serial tiles: only chunk 0 and LDQ, see above)
         has_next = n + 1 < len(blocks)
         if has_next and T > 0:
-            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)", "head" if serial else "all")
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
         note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
-        if visible[i] < M1:
-            gone = M1 - visible[i]
+        if per_sweep[i] < M1:
+            gone = M1 - per_sweep[i]
             note += (f" ({'causal' if pattern is None else 'pattern'}: {gone} masked "
-                     f"tile{'s' if gone != 1 else ''} skipped"
+                     f"tile{'s' if gone != 1 else ''} skipped{' per pass' if sweeps > 1 else ''}"
                      + (", no key visible: reset the state first: RD = 0, output 0" if T == 0 else "") + ")")
         emit("AV", note, addr=layout.out_addr(b, h, i), first=int(T == 0))
         if has_next and T == 0:
-            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)", "head" if serial else "all")
+            block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
     emit("END", "wait for stores, raise done")
     assert len(ins) == n_instr
-    return Schedule(config, s, bool(causal), ins, notes, layout,
-                    cascade=cascade if cascade in PASSES else "attention-1pass",
+    return Schedule(config, s, bool(causal), ins, notes, layout, cascade=cascade,
                     tiles=n_tiles, tiles_skipped=skipped, binding=binding, window=window,
                     pattern=None if pattern is None else repr(pattern))
 

@@ -236,31 +236,41 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
             RD, RNV = rd_new, rnv_new
         RM, RMv = rm_new[..., -1], rm_new_v[..., -1]
 
+    return _finish_av(RNV, RD, sat, config, scale, chunks, (qc, kc, vc), records)
+
+
+def _finish_av(RNV, RD, sat: dict[str, int], config: FuseMaxConfig, scale: float, chunks: int,
+               inputs, trace=None) -> GoldenResult:
+    """(55) AV: one divide per output element, after the saturation check; the result."""
+    nc = config.numerics
     check_saturation(nc, sat, config.name)
-    # (55) AV: one divide per output element.
     av, s_out, dz = nm.divide(RNV, RD[..., None], nc)
     sat["out"] += int(np.count_nonzero(s_out))
     if nc.overflow == "error" and sat["out"]:
         raise FuseMaxError(f"output saturated in {sat['out']} elements (overflow policy 'error')")
+    qc, kc, vc = inputs
     return GoldenResult(
         out=nc.out.to_float(av), out_codes=av, saturation={r: int(sat[r]) for r in SAT_ROLES},
         div_by_zero=int(np.count_nonzero(dz)), config_name=config.name, scale=float(scale),
-        chunks=chunks, trace=records, inputs={"Q": qc, "K": kc, "V": vc},
+        chunks=chunks, trace=trace, inputs={"Q": qc, "K": kc, "V": vc},
     )
 
 
 def attention_3pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
-                    mask: Mask | None = None) -> GoldenResult:
+                    mask: Mask | None = None, trace: bool = False) -> GoldenResult:
     """Bit-exact 3-pass attention (Cascade 4) as the RTL runs it: pass 1 over all chunks finds
     GM[p], the max of every visible score (the running max of a whole 1-pass, whose sums the
     hardware computes and discards); passes 2 and 3 run merged (the division reduction,
     Einsums 31-32, which the paper notes applies to the 3-pass cascade too): per chunk SLN =
     exp2(BQK - GM), RD and RNV summed with PRM = 1 (RM = GM throughout), then one divide per
-    output. Saturation counts are those of both passes (the RTL's flags are sticky)."""
+    output. Saturation counts are those of both passes (the RTL's flags are sticky).
+    ``trace`` is not supported (FuseMaxError): attention_1pass traces the chunks' intermediates."""
     from fusemax.sw.golden_variants import fusemax_state
 
+    if trace:
+        raise FuseMaxError("the 3-pass golden records no intermediates; trace attention-1pass instead")
+
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
-    nc = config.numerics
     sat.update({r: 0 for r in SAT_ROLES if r not in sat})
     first, sat1, _ = fusemax_state(qc, kc, vc, config, mask)
     init = {"RM": first["RM"], "RMv": first["RMv"], "RD": np.zeros((B, H, P), np.int64),
@@ -268,16 +278,7 @@ def attention_3pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     state, sat2, _ = fusemax_state(qc, kc, vc, config, mask, init=init)
     for role in ("score", "rd", "rnv"):
         sat[role] += sat1[role] + sat2[role]
-    check_saturation(nc, sat, config.name)
-    av, s_out, dz = nm.divide(state["RNV"], state["RD"][..., None], nc)
-    sat["out"] += int(np.count_nonzero(s_out))
-    if nc.overflow == "error" and sat["out"]:
-        raise FuseMaxError(f"output saturated in {sat['out']} elements (overflow policy 'error')")
-    return GoldenResult(
-        out=nc.out.to_float(av), out_codes=av, saturation={r: int(sat[r]) for r in SAT_ROLES},
-        div_by_zero=int(np.count_nonzero(dz)), config_name=config.name, scale=float(scale),
-        chunks=-(-M // config.rows), inputs={"Q": qc, "K": kc, "V": vc},
-    )
+    return _finish_av(state["RNV"], state["RD"], sat, config, scale, -(-M // config.rows), (qc, kc, vc))
 
 
 def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -289,7 +290,8 @@ def error_stats(out: np.ndarray, ref: np.ndarray) -> dict[str, float]:
             "rel_rms": rms / ref_rms if ref_rms > 0 else float("nan")}
 
 
-#: Cascades that have a golden model: name -> function(q, k, v, config, scale) -> GoldenResult.
+#: Cascades that have a golden model: name -> function(q, k, v, config, scale=, mask=, trace=)
+#: -> GoldenResult.
 GOLDEN_CASCADES: dict[str, Callable[..., GoldenResult]] = {"attention-1pass": attention_1pass,
                                                            "attention-3pass": attention_3pass}
 

@@ -99,7 +99,7 @@ class VariantRun:
     q: np.ndarray                     #: (B, H, P', E) what the RTL runs (P' = P except routing)
     k: np.ndarray                     #: (B, H, M', E) (M' = M + 1 with a bias key)
     v: np.ndarray                     #: (B, H, M', F)
-    causal: bool                      #: the compiler's causal flag (None with a pattern)
+    causal: bool                      #: the compiler's causal flag (False with a pattern)
     pattern: Pattern | None           #: the tile list and mask (local, routing)
     params: dict                      #: what the host used (JSON-able)
     golden: Callable[[FuseMaxConfig, float], G.VariantGolden]

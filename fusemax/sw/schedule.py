@@ -1,4 +1,4 @@
-"""The control-schedule format (version 2): the one definition of every instruction's bits.
+"""The control-schedule format (version 3): the one definition of every instruction's bits.
 
 The compiler encodes with :func:`encode`, the hardware decodes with the same field table
 (:data:`OPCODES`), the listing and the waveform translation filter print with :func:`mnemonic`.
@@ -11,9 +11,13 @@ An instruction is 64 bits; the opcode sits in bits [63:58]; each field is a bit 
 Version 2 (the FuseMax binding) over version 1: three K/V slots (``slot`` is 2 bits), TILE's
 ``serial`` bit (run this tile alone: the +Architecture ablation), LDQ in the background with
 the block's state reset moved to the first TILE (or AV) of the block (``first``), and several
-instructions per memory line. ``WINDOW`` (the sliding window's lower bound in the mask) was
-added later within version 2: a schedule without it runs as before (the window is off after
-``start``); hardware without it stops on it with ``error.opcode``.
+instructions per memory line.
+
+Version 3 over version 2: ``WINDOW`` (the sliding window's lower bound in the mask; off after
+``start``), TILE's ``restart`` bit (the 3-pass cascade's second pass) and TILE.first no
+longer clearing RD (the background AV may still divide by it). Hardware of version 2 would
+ignore ``restart`` and silently compute something else, so the version changed: HDR makes a
+design stop with ``error.config`` on a schedule of another version.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import dataclass, field
 
 from fusemax.errors import FuseMaxError
 
-VERSION = 2
+VERSION = 3
 WORD_BITS = 64
 #: K/V buffer slots: a chunk is read by BQK in one epoch and by SLNV in the next, while the
 #: chunk after next loads (docs/architecture.md section 5).
