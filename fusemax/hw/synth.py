@@ -4,7 +4,8 @@
 runs a generic, hierarchy-preserving Yosys flow (:data:`FLOW`) on it and on a plain MAC PE built
 from :class:`fusemax.hw.arith.Mac` with the same number formats, and aggregates the per-module
 statistics into a report: cells per PE type, per array, sequencer, memory port, memories (bits)
-and total, and the cost of the FuseMax 2D PE over the plain MAC PE.
+and total, and the cost of the FuseMax 2D PE over the plain MAC PE. :func:`synthesize_component`
+runs the same flow on one Amaranth component alone (an operator of :mod:`fusemax.hw.arith`).
 
 What a *cell* is
 ----------------
@@ -565,6 +566,41 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
     report["time_s"] = {"verilog": round(t_v, 1), "yosys": round(t_y, 1),
                         "total": round(time.monotonic() - t_start, 1)}
     return report
+
+
+def synthesize_component(component, name: str, *, progress: Progress | None = None,
+                         keep_dir: str | None = None, timeout_s: float | None = None) -> dict:
+    """Cells of one Amaranth component alone (e.g. an operator of :mod:`fusemax.hw.arith`),
+    through the same :data:`FLOW` as :func:`synthesize` (hierarchy kept, no ABC), as module
+    ``name``. Returns ``{"top", "flow", "total" (cells, flip_flops, coarse_cells, multipliers,
+    ...), "parts" (cells per submodule instance and ``(own logic)``), "cell_types",
+    "multiplier_widths", "time_s"}``."""
+    from amaranth.back import verilog as amaranth_verilog
+
+    say = progress or (lambda msg: None)
+    t_start = time.monotonic()
+    text = amaranth_verilog.convert(component, name=name, emit_src=False)
+    red = dedupe_verilog(text, name)
+    say(f"{name}: {len(red['representatives'])} distinct Verilog modules")
+    ctx = tempfile.TemporaryDirectory(prefix="fusemax-synth-") if keep_dir is None else None
+    work = Path(ctx.name if ctx else keep_dir)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        (work / "design.v").write_text(red["verilog"])
+        t_y = run_yosys(flow_script("design.v", name, "design_"), work, say, timeout_s)
+        stats = _Stats(work, "design_", red)
+    finally:
+        if ctx is not None:
+            ctx.cleanup()
+    parts = {"(own logic)": stats.local_of(name)["cells"]}
+    for k, inst in red["children"][name]:
+        parts[inst] = stats.total(k)["cells"]
+    muls = [w for n in red["modules"] if stats.red["classes"][n] == n for w in stats.mul_list[n]]
+    return {"top": name, "flow": {"version": FLOW_VERSION, "tool": yosys_version(), "commands": FLOW},
+            "total": stats.total(name), "parts": parts,
+            "cell_types": dict(sorted(stats.types_total(name).items())),
+            "multiplier_widths": muls,
+            "time_s": {"yosys": round(t_y, 1), "total": round(time.monotonic() - t_start, 1)}}
 
 
 def format_report(r: dict) -> str:

@@ -58,10 +58,11 @@ RTL_VARIANTS = {
 
 #: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
 NOT_ON_RTL = {
-    "sigmoid-nonorm": "sigmoid in the 2D PEs (Exp2 exists; 1/(1 + t) needs a reciprocal or divider "
-                      "per PE), a no-max mode (no RM, PRM = 1), AV as a requantize of RNV (no "
-                      "divide), a wider output format",
-    "sigmoid-norm": "sigmoid in the 2D PEs, the no-max mode (RD, RNV as plain sums)",
+    "sigmoid-nonorm": "sigmoid in the 2D PEs (the unit exists standalone, fusemax.hw.arith.Sigmoid, "
+                      "but is not in the PE), a no-max mode (no RM, PRM = 1), AV as a requantize "
+                      "of RNV (no divide), a wider output format",
+    "sigmoid-norm": "sigmoid in the 2D PEs (standalone Sigmoid, not in the PE), the no-max mode "
+                    "(RD, RNV as plain sums)",
     "attention-entropy": "SLN·BQK on the SLNV MAC (one more step), an RNV-file entry RT, and at "
                          "the end a log2 unit, RM·RD (a multiplier) and a store of H",
     "act-calibration": "passes 2-3: column sums over all queries into an M-length buffer, the "

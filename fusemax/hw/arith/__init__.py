@@ -15,6 +15,8 @@ component                 latency  twin (fusemax.sw.numerics)
 ``exp2.Exp2``             d + 1    ``exp2``: 2^x, x <= 0; start/busy/done; d = exp_degree
 ``divide.Divider``        w + 3    ``divide``: RNV/RD -> out (w = out.width); start/busy/done
 ``divide.PipelinedDivider``  w + 3  same, unrolled: a new start every cycle (busy always 0)
+``sigmoid.Sigmoid``       d+s+5    ``golden_variants.sigmoid_codes``: Exp2(−|x|), then a
+                                   bit-serial 1/(1 + t); s = out.frac (24 by default)
 ========================  =======  =====================================================
 """
 
@@ -24,6 +26,8 @@ from fusemax.hw.arith.mac import Mac
 from fusemax.hw.arith.maxv import MaxValid
 from fusemax.hw.arith.requant import Requant
 from fusemax.hw.arith.rescale import Rescale
+from fusemax.hw.arith.sigmoid import Sigmoid
 from fusemax.hw.arith.sub import Sub
 
-__all__ = ["Divider", "PipelinedDivider", "Exp2", "Mac", "MaxValid", "Requant", "Rescale", "Sub"]
+__all__ = ["Divider", "PipelinedDivider", "Exp2", "Mac", "MaxValid", "Requant", "Rescale", "Sigmoid",
+           "Sub"]
