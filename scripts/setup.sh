@@ -4,9 +4,10 @@
 #   * .venv/ in the repo root, made with python3 (>= 3.11; override with PYTHON=...),
 #   * `pip install -e '.[dev]'`, re-run only when pyproject.toml changes
 #     (its sha256 is kept in .venv/.fusemax-setup-stamp),
-#   * Debian packages liblz4-dev and zlib1g-dev (headers for Verilator FST tracing) and
-#     ccache (faster Verilator builds), installed only when missing and we are root with
-#     apt-get; otherwise a warning (waves fall back to VCD, builds are slower).
+#   * Debian packages liblz4-dev and zlib1g-dev (headers for Verilator FST tracing),
+#     ccache (faster Verilator builds) and gtkwave, xvfb, xauth (a test opens a save file in
+#     GTKWave), installed only when missing and we are root with apt-get; otherwise a
+#     warning (waves fall back to VCD, builds are slower, that test is skipped).
 #
 # Safe with CI=true and no stdin. Idempotent.
 set -euo pipefail
@@ -33,15 +34,19 @@ need_pkgs=()
 [ -f /usr/include/lz4.h ]  || need_pkgs+=(liblz4-dev)
 [ -f /usr/include/zlib.h ] || need_pkgs+=(zlib1g-dev)
 command -v ccache >/dev/null 2>&1 || need_pkgs+=(ccache)
+# gtkwave, xvfb, xauth: the test that opens a run's save file in GTKWave itself (headless);
+#         without them that one test is skipped.
+command -v gtkwave >/dev/null 2>&1 || need_pkgs+=(gtkwave)
+command -v xvfb-run >/dev/null 2>&1 || need_pkgs+=(xvfb xauth)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-        say "installing ${need_pkgs[*]} (FST headers / compiler cache for Verilator builds)"
+        say "installing ${need_pkgs[*]} (FST headers / compiler cache for Verilator builds / GTKWave for a test)"
         export DEBIAN_FRONTEND=noninteractive
         if apt-get update -qq </dev/null \
            && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" </dev/null >/dev/null; then
             say "installed ${need_pkgs[*]}"
         else
-            warn "apt-get could not install ${need_pkgs[*]}; without lz4/zlib headers waves are VCD, without ccache builds are slower"
+            warn "apt-get could not install ${need_pkgs[*]}; without lz4/zlib headers waves are VCD, without ccache builds are slower, without gtkwave/xvfb one test is skipped"
         fi
     else
         warn "missing ${need_pkgs[*]} and not root with apt-get: without lz4/zlib headers waves are VCD (not FST), without ccache Verilator builds are slower."

@@ -79,6 +79,7 @@ from fusemax.errors import FuseMaxError
 __all__ = ["WaveOptions", "parse_window", "DPI_CPP", "dpi_source", "build_args", "instance_paths",
            "resolve_scopes", "plusargs", "dump_name", "format_note", "Hierarchy", "write_gtkw",
            "WavesInfo", "finish", "last_run", "last_record_dir", "open_command", "gtkw_traces",
+           "trace_ref", "split_trace_ref",
            "signal_changes"]
 
 #: Levels that mean "everything below".
@@ -696,7 +697,8 @@ def write_gtkw(dump: str | os.PathLike | Hierarchy, config=None,
                 if t.shift != shift:
                     g._p(f"[fpshift_count] {t.shift}")
                     shift = t.shift
-                g.trace(t.name, alias=t.alias, datafmt=t.datafmt, color=t.color,
+                g.trace(trace_ref(t.name, h.vars[t.name].bitwidth), alias=t.alias, datafmt=t.datafmt,
+                        color=t.color,
                         extraflags=GTKWFlag.fpdecshift if t.shift else GTKWFlag(0),
                         translate_filter_file=t.filter)
     return {"gtkw": str(gtkw_path), "filters": filters,
@@ -736,8 +738,23 @@ def _fsm_codes(config) -> dict[str, int]:
         return {}
 
 
+def trace_ref(name: str, width: int) -> str:
+    """How a GTKWave save file names a signal: a vector with its bit range (``a.b[19:0]``;
+    GTKWave silently drops a vector named without it), a single bit by its name."""
+    return f"{name}[{width - 1}:0]" if width > 1 else name
+
+
+def split_trace_ref(ref: str) -> tuple[str, int | None]:
+    """``(name, width)`` of a :func:`trace_ref` (width None without a bit range)."""
+    m = re.fullmatch(r"(.*)\[(\d+):(\d+)\]", ref)
+    if not m:
+        return ref, None
+    return m.group(1), int(m.group(2)) - int(m.group(3)) + 1
+
+
 def gtkw_traces(path: str | os.PathLike) -> list[str]:
-    """The trace names a GTKWave save file refers to (aliases and bit selections stripped)."""
+    """The signal references of a GTKWave save file's traces, as written (aliases stripped;
+    vectors with their bit range, see :func:`split_trace_ref`)."""
     names = []
     for line in Path(path).read_text().splitlines():
         line = line.strip()
