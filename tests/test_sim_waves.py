@@ -188,10 +188,10 @@ def test_layout_of_a_synthetic_dump(synthetic, tmp_path):
     filt = (tmp_path / info["filters"]["insn"]).read_text()
     for word in words:
         assert f"{word:016x} {mnemonic(word)}\n" in filt, filt
-    # fixed point: RM is a score (s16.10): Fixed Point Shift by 10 before it
+    # fixed point: RM is a score (s16:10): Fixed Point Shift by 10 before it
     lines = text.splitlines()
     i = next(i for i, ln in enumerate(lines) if ln.endswith("lane_c0.rm[15:0]"))
-    assert "s16.10" in lines[i]
+    assert "s16:10" in lines[i]
     assert any(ln == "[fpshift_count] 10" for ln in lines[:i])
 
 
@@ -268,6 +268,7 @@ def test_waves_run_writes_dump_and_layout(rtl_runs):
 
 _GTKWAVE_TCL = """set n [gtkwave::getTotalNumTraces]
 puts "fusemax-traces $n"
+for {set i 0} {$i < $n} {incr i} { puts "fusemax-name [gtkwave::getTraceNameFromIndex $i]" }
 gtkwave::/File/Quit
 """
 
@@ -294,6 +295,9 @@ def test_gtkwave_loads_every_trace_of_the_layout(rtl_runs, tmp_path):
     lines = gtkw.read_text().splitlines()
     markers = sum(1 for ln in lines if ln.startswith("-"))  # group begin/end lines
     assert int(m.group(1)) == len(wv.gtkw_traces(gtkw)) + markers, (groups, markers)
+    # the names GTKWave shows: the fixed-point aliases whole (GTKWave cuts a name at its last '.')
+    shown = re.findall(r"^fusemax-name (.*)$", run.stdout, re.M)
+    assert "lane 0 RM [score s16:10]" in shown, shown[:60]
 
 
 @pytest.mark.verilator
