@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fusemax.config import preset  # noqa: E402
+from fusemax.errors import FuseMaxError  # noqa: E402
 from fusemax.sim.attention import simulate  # noqa: E402
 
 
@@ -99,6 +100,17 @@ def main(argv=None) -> int:
                     help="PRESET:M:P of the long reference run ('' to skip)")
     ap.add_argument("--json", default=str(ROOT / "build" / "bench.json"))
     args = ap.parse_args(argv)
+    reference = None
+    if args.reference:
+        parts = args.reference.split(":")
+        if len(parts) != 3 or not all(x.isdigit() and int(x) > 0 for x in parts[1:]):
+            ap.error(f"--reference is PRESET:M:P with positive integers M and P, got {args.reference!r}")
+        reference = parts[0], int(parts[1]), int(parts[2])
+    for name in [n.strip() for n in args.presets.split(",")] + ([reference[0]] if reference else []):
+        try:
+            preset(name)
+        except FuseMaxError as exc:
+            ap.error(str(exc))
     results: dict = {"presets": [], "reference": None}
     print(f"fusemax bench: B=1 H=1 M={args.chunks} x rows P={args.blocks} x cols E=F={args.dim}, "
           "fx16, memory latency per config; every run bit-exact with the golden model")
@@ -124,9 +136,9 @@ def main(argv=None) -> int:
               f"{r['speedup_vs_architecture_paper_model']:8.2f} {r['speedup_vs_3pass']:9.2f} "
               f"{r['speedup_vs_3pass_rtl_model']:11.2f}", flush=True)
         save()
-    if args.reference:
-        name, M, P = args.reference.split(":")
-        ref = reference_point(name, int(M), int(P), args.dim, args.seed)
+    if reference:
+        name, M, P = reference
+        ref = reference_point(name, M, P, args.dim, args.seed)
         results["reference"] = ref
         r = ref["run"]
         print(f"reference: {name} {ref['rows']}x{ref['cols']} M={M} P={P} E=F={args.dim}: {r['cycles']} cycles, "
@@ -139,4 +151,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except FuseMaxError as exc:  # a shape that does not fit, a failed build, ...
+        raise SystemExit(f"bench.py: error: {exc}") from None

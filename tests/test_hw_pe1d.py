@@ -23,6 +23,22 @@ CASES = {
 }
 
 
+async def _rm_and_exps(ctx, pe, nc, lm, lmv, prm_zero=0):
+    """RM_new from LM (rm_en), then PRM's exp (exp_start, with prm_zero) up to its done cycle."""
+    ctx.set(pe.lm, lm)
+    ctx.set(pe.lm_valid, lmv)
+    ctx.set(pe.rm_en, 1)
+    await ctx.tick()
+    ctx.set(pe.rm_en, 0)
+    ctx.set(pe.exp_start, 1)
+    ctx.set(pe.prm_zero, prm_zero)
+    await ctx.tick()
+    ctx.set(pe.exp_start, 0)
+    ctx.set(pe.prm_zero, 0)
+    for _ in range(nc.exp_cycles - 1):
+        await ctx.tick()
+
+
 def _run(cfg, tiles, F, lane_ok, rng, av_ok=None, restart=()):
     nc = cfg.numerics
     pe = PE1D(cfg)
@@ -35,18 +51,7 @@ def _run(cfg, tiles, F, lane_ok, rng, av_ok=None, restart=()):
         await ctx.tick()
         ctx.set(pe.reset_state, 0)
         for t, (lm, lmv, sld, slnv) in enumerate(tiles):
-            ctx.set(pe.lm, lm)
-            ctx.set(pe.lm_valid, lmv)
-            ctx.set(pe.rm_en, 1)
-            await ctx.tick()
-            ctx.set(pe.rm_en, 0)
-            ctx.set(pe.exp_start, 1)
-            ctx.set(pe.prm_zero, int(t in restart))
-            await ctx.tick()
-            ctx.set(pe.exp_start, 0)
-            ctx.set(pe.prm_zero, 0)
-            for _ in range(nc.exp_cycles - 1):
-                await ctx.tick()
+            await _rm_and_exps(ctx, pe, nc, lm, lmv, int(t in restart))
             assert ctx.get(pe.exp_done) == 1
             ctx.set(pe.sld, sld)
             ctx.set(pe.rd_en, 1)
@@ -160,16 +165,7 @@ def test_reset_rm_keeps_rd_and_the_next_tile_overwrites_it():
     seen = {}
 
     async def tile(ctx, lm, sld):
-        ctx.set(pe.lm, lm)
-        ctx.set(pe.lm_valid, 1)
-        ctx.set(pe.rm_en, 1)
-        await ctx.tick()
-        ctx.set(pe.rm_en, 0)
-        ctx.set(pe.exp_start, 1)
-        await ctx.tick()
-        ctx.set(pe.exp_start, 0)
-        for _ in range(nc.exp_cycles - 1):
-            await ctx.tick()
+        await _rm_and_exps(ctx, pe, nc, lm, 1)
         ctx.set(pe.sld, sld)
         ctx.set(pe.rd_en, 1)
         await ctx.tick()

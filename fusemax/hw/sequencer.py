@@ -252,15 +252,13 @@ class Sequencer(wiring.Component):
         m.d.sync += [loaded.eq(loaded | set_loaded), slot_busy.eq((slot_busy & ~clr_busy) | set_busy)]
 
         # AV: divide issue (RNV[f] read in cycle t, divider start in t + 1), writeback
-        av_iss = Signal(name="av_iss")
-        m.d.sync += self.div_start.eq(av_iss)
+        m.d.sync += self.div_start.eq(av_div)
         wb_cnt = Signal(DIM_W, name="av_wb_cnt")
         st_ok = Signal(name="av_st_ok")
-        in_av = Signal(name="in_av")
-        self.rf_raddr_av = Signal.like(self.rf_raddr, name="rf_raddr_av")
+        rf_raddr_av = Signal.like(self.rf_raddr, name="rf_raddr_av")
         m.d.comb += [
             self.mac_en.eq(p1), self.mac_first.eq(p1_first), self.mac_sel.eq(p1_sel),
-            self.rf_raddr.eq(Mux(in_av, self.rf_raddr_av, p2_f)),
+            self.rf_raddr.eq(Mux(av_busy, rf_raddr_av, p2_f)),
             self.rnv_we.eq(p3 | self.div_done),
             self.rnv_waddr.eq(Mux(self.div_done, wb_cnt, p3_f)),
             self.wb_sel.eq(self.div_done),
@@ -389,7 +387,7 @@ class Sequencer(wiring.Component):
         # RM.valid); their exps wait for the divides to be issued (RD), their B for the
         # stores (the register file).
         with m.If(av_div):      # read RNV[f], start divide f one cycle later
-            m.d.comb += [in_av.eq(1), self.rf_raddr_av.eq(cnt), av_iss.eq(1)]
+            m.d.comb += rf_raddr_av.eq(cnt)
             m.d.sync += [cnt.eq(cnt + 1), st_ok.eq(0)]
             with m.If(cnt == self.F - 1):
                 m.d.sync += [cnt.eq(0), av_div.eq(0), av_st.eq(1)]
@@ -399,9 +397,9 @@ class Sequencer(wiring.Component):
             # (the read port is not transparent: data one cycle after the address)
             st_go = Signal(name="av_st_go")
             m.d.comb += [st_go.eq(st_ok & self.st_ready),
-                         self.rf_raddr_av.eq(Mux(st_go, cnt + 1, cnt)),
-                         in_av.eq(1), self.st_valid.eq(st_ok), self.st_addr.eq(st_base + cnt)]
-            m.d.sync += st_ok.eq(self.rf_raddr_av < wb_cnt)
+                         rf_raddr_av.eq(Mux(st_go, cnt + 1, cnt)),
+                         self.st_valid.eq(st_ok), self.st_addr.eq(st_base + cnt)]
+            m.d.sync += st_ok.eq(rf_raddr_av < wb_cnt)
             with m.If(st_go):
                 m.d.sync += cnt.eq(cnt + 1)
                 with m.If(cnt == self.F - 1):

@@ -38,10 +38,11 @@ import numpy as np
 from fusemax.errors import FuseMaxError
 
 __all__ = ["Pattern", "Dense", "Causal", "Band", "sliding_window", "BlockLocal", "Routing",
-           "tiles_touched", "tile_plan", "tile_stats"]
+           "tiles_touched", "tile_plan", "tile_stats", "positive_int"]
 
 
-def _positive(name: str, value, minimum: int = 1) -> int:
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int, or FuseMaxError naming ``name`` unless it is an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise FuseMaxError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
@@ -57,8 +58,8 @@ class Pattern:
 
     def check(self, P: int, M: int) -> None:
         """FuseMaxError when the pattern cannot apply to P queries and M keys."""
-        _positive("P (queries)", P)
-        _positive("M (keys)", M)
+        positive_int("P (queries)", P)
+        positive_int("M (keys)", M)
 
     def ranges(self, P: int, M: int) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`key_range` of every query, checked and clipped."""
@@ -108,8 +109,8 @@ class Band(Pattern):
     after: int = 0
 
     def __post_init__(self):
-        _positive("Band.before", self.before, 0)
-        _positive("Band.after", self.after, 0)
+        positive_int("Band.before", self.before, 0)
+        positive_int("Band.after", self.after, 0)
 
     def key_range(self, p_idx, P, M):
         d = np.asarray(p_idx, np.int64) + (M - P)
@@ -120,7 +121,7 @@ def sliding_window(window: int) -> Band:
     """Causal sliding window of ``window`` keys ending at the query's own position
     (FlashAttention ``window_size=(window-1, 0)``; lucidrains ``exact_windowsize`` causal with
     ``window_size * look_backward = window - 1``)."""
-    return Band(_positive("window", window) - 1, 0)
+    return Band(positive_int("window", window) - 1, 0)
 
 
 @dataclass(frozen=True)
@@ -137,9 +138,9 @@ class BlockLocal(Pattern):
     causal: bool = True
 
     def __post_init__(self):
-        _positive("BlockLocal.window", self.window)
-        _positive("BlockLocal.look_backward", self.look_backward, 0)
-        _positive("BlockLocal.look_forward", self.look_forward, 0)
+        positive_int("BlockLocal.window", self.window)
+        positive_int("BlockLocal.look_backward", self.look_backward, 0)
+        positive_int("BlockLocal.look_forward", self.look_forward, 0)
         if self.causal and self.look_forward:
             raise FuseMaxError("BlockLocal: a causal pattern cannot look forward "
                                f"(look_forward = {self.look_forward})")
@@ -172,8 +173,8 @@ class Routing(Pattern):
     causal: bool = False
 
     def __post_init__(self):
-        q = tuple(int(_positive("cluster query count", s, 0)) for s in self.q_sizes)
-        k = tuple(int(_positive("cluster key count", s, 0)) for s in self.k_sizes)
+        q = tuple(int(positive_int("cluster query count", s, 0)) for s in self.q_sizes)
+        k = tuple(int(positive_int("cluster key count", s, 0)) for s in self.k_sizes)
         if not q:
             raise FuseMaxError("Routing needs at least one cluster")
         if len(q) != len(k):
@@ -187,8 +188,8 @@ class Routing(Pattern):
     def uniform(cls, clusters: int, window: int, causal: bool = False) -> "Routing":
         """``clusters`` clusters of ``window`` queries and ``window`` keys each (the Routing
         Transformer's top-w selection)."""
-        _positive("clusters", clusters)
-        _positive("window", window)
+        positive_int("clusters", clusters)
+        positive_int("window", window)
         return cls((window,) * clusters, (window,) * clusters, causal)
 
     @classmethod
@@ -225,8 +226,8 @@ class Routing(Pattern):
 # ------------------------------------------------------------------------------- tiles
 
 def _blocks(P: int, M: int, rows: int, cols: int) -> tuple[int, int]:
-    _positive("rows", rows)
-    _positive("cols", cols)
+    positive_int("rows", rows)
+    positive_int("cols", cols)
     return -(-P // cols), -(-M // rows)
 
 

@@ -42,7 +42,7 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw import golden_variants as G
 from fusemax.sw import variants as V
 from fusemax.sw.attention_io import attention_dims
-from fusemax.sw.patterns import Pattern, Routing, sliding_window
+from fusemax.sw.patterns import Pattern, Routing, positive_int, sliding_window
 
 __all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS"]
 
@@ -121,12 +121,6 @@ def _unused(cascade: str, given: dict) -> None:
         raise FuseMaxError(f"cascade {cascade} takes no {', '.join(bad)} ({uses})")
 
 
-def _int_option(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise FuseMaxError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int,
             k_bias=None, v_bias=None, window: int | None = None, clusters: int | None = None,
             cluster_size: int | None = None, means=None, seed: int = 0) -> VariantRun:
@@ -203,7 +197,7 @@ def _local(how, q, k, v, window) -> VariantRun:
     if window is None:
         raise FuseMaxError("attention-local needs the window W (query p sees the W keys "
                            "p + M - P - W < m <= p + M - P)")
-    window = _int_option("window", window)
+    window = positive_int("window", window)
     pattern = sliding_window(window)
 
     def golden(config, scale):
@@ -225,7 +219,7 @@ def _routing(how, q, k, v, causal, rows, cols, clusters, cluster_size, means, se
         clusters = int(np.shape(means)[-2])  # the centroids say how many
     if clusters is None:
         raise FuseMaxError("attention-routing needs the number of clusters C (or the centroids means)")
-    clusters = _int_option("clusters", clusters)
+    clusters = positive_int("clusters", clusters)
     if means is not None:
         mu = np.asarray(means, np.float64)
         if mu.ndim not in (2, 3) or mu.shape[-1] != E or (mu.ndim == 3 and mu.shape[0] != H) \
@@ -236,7 +230,7 @@ def _routing(how, q, k, v, causal, rows, cols, clusters, cluster_size, means, se
             raise FuseMaxError("means holds NaN or Inf")
     else:
         mu = V.kmeans_init_means(q, k, clusters, seed=seed)
-    w = min(P, M) // clusters if cluster_size is None else _int_option("cluster_size", cluster_size)
+    w = min(P, M) // clusters if cluster_size is None else positive_int("cluster_size", cluster_size)
     if w < 1:
         raise FuseMaxError(f"{clusters} clusters of min(P, M) // C = 0 tokens: use fewer clusters "
                            f"(P = {P}, M = {M})")
