@@ -18,6 +18,8 @@ name               rows    cols    numerics
 ``rect``           8       4       ``fx16`` (non-square: 8 keys x 4 queries per tile)
 ``wide``           4       8       ``fx16`` (non-square: 4 keys x 8 queries per tile)
 ``<size>-int8``    as size         ``int8``: 8-bit Q/K/V inputs, every other role as ``fx16``
+``tiny-sigmoid``   4       4       ``fx16``, with the sigmoid unit (``sigmoid_unit``) for the
+``small-sigmoid``  8       8       sigmoid attention cascades
 =================  ======  ======  ==========================================================
 
 The numerics are documented in ``docs/numerics.md``.
@@ -227,6 +229,13 @@ class NumericsConfig:
         step = out.width + 3 (19 for a 16-bit output)."""
         return self.div_quotient_bits + 2
 
+    @property
+    def sigmoid_cycles(self) -> int:
+        """Latency of the sigmoid unit (``fusemax.hw.arith.Sigmoid``, the default exp-format
+        output), start -> done: the Exp2 (exp_cycles), exp.frac + 2 quotient bits, 1 load and
+        1 round/output step = d + exp.frac + 5 (24 for fx16 and int8)."""
+        return self.exp_cycles + self.exp.frac + 4
+
     def to_dict(self) -> dict[str, Any]:
         return _fields_to_dict(self)
 
@@ -298,6 +307,11 @@ class FuseMaxConfig:
     mem_addr_width: int = 20
     #: Read latency of the simulation memory model, cycles (>= 1).
     mem_latency: int = 4
+    #: Give every 2D PE a sigmoid reciprocal (``fusemax.hw.arith.SigmoidReciprocal``, sharing
+    #: the PE's Exp2) and the 1D PEs a no-max mode, for the sigmoid attention cascades
+    #: (``sigmoid-norm``, ``sigmoid-nonorm``; schedule instruction ``MODE``). About +493
+    #: cells per 2D PE (docs/variants.md); off by default.
+    sigmoid_unit: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -312,6 +326,8 @@ class FuseMaxConfig:
             raise FuseMaxError("config numerics must be a NumericsConfig")
         limits = {"max_e": (1, 4096), "max_f": (1, 4096), "mem_addr_width": (8, 26),
                   "mem_latency": (1, 64)}
+        if not isinstance(self.sigmoid_unit, bool):
+            raise FuseMaxError(f"config sigmoid_unit must be true or false, got {self.sigmoid_unit!r}")
         for attr, (lo, hi) in limits.items():
             v = getattr(self, attr)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -417,6 +433,8 @@ def _build_presets() -> dict[str, FuseMaxConfig]:
         out[size] = FuseMaxConfig(size, r, c, NUMERICS_PRESETS["fx16"]())
     for size, (r, c) in _SIZES.items():
         out[f"{size}-int8"] = FuseMaxConfig(f"{size}-int8", r, c, NUMERICS_PRESETS["int8"]())
+    for size in ("tiny", "small"):
+        out[f"{size}-sigmoid"] = out[size].replace(name=f"{size}-sigmoid", sigmoid_unit=True)
     return out
 
 

@@ -8,8 +8,9 @@ RTL runs, with dense and causal attention on the same shape, under Verilator.
 
 Reference shape: B = 1, H = 1, P = M = N = 256, E = F = 16, standard-normal inputs (seed 0), bias
 vectors standard normal (seed 1), sliding window W = 64, routing 4 clusters of 64 (k-means
-centroids from ``kmeans_init_means``, seed 0), the `small` preset (8 x 8, fx16), the native
-harness (``simulate(..., mode="native")``). Every run is checked bit for bit against its golden
+centroids from ``kmeans_init_means``, seed 0), the `small` preset (8 x 8, fx16; for the sigmoid
+cascades `small-sigmoid`, with the sigmoid unit), the native harness (``simulate(...,
+mode="native")``). Every run is checked bit for bit against its golden
 (``bit-exact``); the error is the mechanism's output (routing: scattered back) against the
 float64 reference of fusemax/sw/variants.py (RMS relative to the reference's RMS, and max abs).
 "cycles vs dense" divides by the dense (non-causal) attention on N x N.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fusemax.config import load_config  # noqa: E402
+from fusemax.hw.formats import FixedFormat  # noqa: E402
 from fusemax.sim.attention import simulate  # noqa: E402
 from fusemax.sw import golden_variants as G  # noqa: E402
 from fusemax.sw import variants as V  # noqa: E402
@@ -38,8 +41,7 @@ from fusemax.sw.rtl_variants import NOT_ON_RTL  # noqa: E402
 
 
 #: Names of the mechanisms that do not run on the RTL (as in docs/variants.md).
-LABELS = {"sigmoid-nonorm": "sigmoid, no norm", "sigmoid-norm": "sigmoid, normalised",
-          "attention-entropy": "entropy H (extra output)", "act-calibration": "ACT calibration",
+LABELS = {"attention-entropy": "entropy H (extra output)", "act-calibration": "ACT calibration",
           "flowformer": "Flowformer, non-causal", "flowformer-causal": "Flowformer, causal"}
 
 
@@ -67,11 +69,21 @@ def runs(args) -> list[dict]:
         (f"local, sliding window {args.window}", "attention-local", {"window": args.window}, None),
         (f"routing, {args.clusters} clusters x {N // args.clusters}", "attention-routing",
          {"clusters": args.clusters}, None),
+        ("sigmoid, no norm (causal)", "sigmoid-nonorm", {"causal": True}, None),
+        ("sigmoid, normalised (causal)", "sigmoid-norm", {"causal": True}, None),
     ]
+    # the sigmoid cascades need the sigmoid unit (small -> the small-sigmoid preset's design);
+    # the unnormalised sum grows with N: its output format gets 4 more integer bits (s16.8)
+    scfg = cfg if cfg.sigmoid_unit else cfg.replace(name=f"{cfg.name}-sigmoid", sigmoid_unit=True)
+    wide = replace(scfg.numerics, out=FixedFormat(16, scfg.numerics.out.frac - 4))
+    configs = {"sigmoid-norm": scfg,
+               "sigmoid-nonorm": scfg.replace(name=f"{scfg.name}-{wide.out.describe().split()[0]}",
+                                              numerics=wide)}
     out = []
     for label, cascade, opts, ref in jobs:
         print(f"running {label} ...", file=sys.stderr)
-        r = simulate(cfg, q, k, v, cascade=cascade, mode="native", **opts)
+        run_cfg = configs.get(cascade, cfg)
+        r = simulate(run_cfg, q, k, v, cascade=cascade, mode="native", **opts)
         if not (r["bit_exact"] and r["flags_match"]) or r["timeout"]:
             raise SystemExit(f"{label}: not bit-exact on the RTL: {r['mismatches']} mismatches, "
                              f"flags {r['error_flags']} (expected {r['expected_error_flags']})")
@@ -80,7 +92,8 @@ def runs(args) -> list[dict]:
         var = r.get("variant")
         t = r["tiling"]
         out.append({
-            "mechanism": label, "cascade": cascade, "passes": passes(cascade), "runs_on_rtl": True,
+            "mechanism": label + (f" on {run_cfg.name}" if run_cfg is not cfg else ""), "cascade": cascade, "passes": passes(cascade), "runs_on_rtl": True,
+            "config": run_cfg.name,
             "bit_exact": r["bit_exact"], "cycles": r["cycles"], "util_2d": r["utilization"]["2d"],
             "tiles_run": t["tiles"],
             "tiles_total": var["tiles_total"] if var else t["P2"] * t["M1"],

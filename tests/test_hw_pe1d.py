@@ -18,6 +18,7 @@ from fusemax.sw import numerics as nm
 CASES = {
     "tiny": preset("tiny"),
     "small-int8": preset("small-int8"),
+    "tiny-sigmoid": preset("tiny-sigmoid"),  # the sigmoid unit's design, softmax mode
     "narrow": FuseMaxConfig("narrow", 4, 4, NumericsConfig(name="narrow", rd=FF(14, 12), rnv=FF(14, 9),
                                                            rounding="nearest_away"), max_f=8),
 }

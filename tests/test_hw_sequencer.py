@@ -1,5 +1,6 @@
 """The sequencer (through FuseMaxTop in the Amaranth simulator) on hand-built schedules:
-header/config check, shape limits, unknown opcodes, a TILE on a never-loaded slot; every
+header/config check, shape limits, unknown opcodes, a TILE on a never-loaded slot, MODE on a
+design without the sigmoid unit; every
 error stops the run with ``done`` and exactly one sticky flag, and the next ``start``
 clears flags and counters. All schedules run back to back in one simulation."""
 
@@ -30,7 +31,11 @@ CASES = [
     ("E-big", [HDR, encode("SHAPE", E=max_e_effective(CFG) + 1, F=2), END], "shape", 2),
     ("F-big", [HDR, encode("SHAPE", E=2, F=CFG.max_f + 1), END], "shape", 2),
     ("ldq-before-shape", [HDR, encode("LDQ", addr=10), END], "shape", 2),
-    ("opcode-06", [HDR, SHAPE, 0x06 << OPCODE_LO, END], "opcode", 3),  # 0x05 is WINDOW
+    ("opcode-07", [HDR, SHAPE, 0x07 << OPCODE_LO, END], "opcode", 3),  # 0x06 is MODE
+    # a design without the sigmoid unit: MODE 0 is a no-op, any mode bit a config error
+    ("mode-off", [HDR, SHAPE, encode("MODE"), END], None, 4),
+    ("mode-sigmoid", [HDR, SHAPE, encode("MODE", sigmoid=1), END], "config", 3),
+    ("mode-nonorm", [HDR, SHAPE, encode("MODE", nonorm=1), END], "config", 3),
     ("opcode-00", [HDR, SHAPE, 0, END], "opcode", 3),
     ("tile-unloaded", [HDR, SHAPE, encode("TILE", slot=1), END], "opcode", 3),
     ("ok-again", [HDR, SHAPE, END], None, 3),

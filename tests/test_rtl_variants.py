@@ -210,7 +210,8 @@ def test_cli_names_bad_variant_options_before_building(tmp_path, capsys):
         (["attention-routing", "--clusters", "4"], "cluster_size w = 6 must be a multiple"),
         (["attention-kbias"], "needs the bias key k_bias"),
         (["attention-1pass", "--clusters", "2"], "clusters: options of the attention variants"),
-        (["sigmoid-norm"], "sigmoid-norm cannot be mapped"),
+        (["sigmoid-norm"], "sigmoid-norm needs a design with the sigmoid unit"),
+        (["flowformer"], "flowformer cannot be mapped"),
     ]:
         assert fusemax(base[:1] + argv + base[1:]) == 2, argv
         assert msg in capsys.readouterr().err, argv

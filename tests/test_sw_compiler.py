@@ -295,3 +295,37 @@ def test_cli_golden_3pass(tmp_path, capsys):
     assert fusemax(args) == 0
     assert fusemax(args + ["--intermediates", str(tmp_path / "x.npz")]) == 2
     assert "records no intermediates" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("cascade, nonorm", [("sigmoid-norm", 0), ("sigmoid-nonorm", 1)])
+def test_sigmoid_cascades_emit_mode(cascade, nonorm):
+    """sigmoid-*: attention-1pass's schedule with MODE after CAUSAL / WINDOW; a design without
+    the sigmoid unit is refused, naming the field and the presets."""
+    from fusemax.sw.patterns import sliding_window
+
+    c, shape = preset("tiny-sigmoid"), Shape(1, 2, 13, 6, 4, 4)
+    s = compile_schedule(c, shape, causal=True, cascade=cascade, binding="architecture")
+    one = compile_schedule(c, shape, causal=True, binding="architecture")
+    assert [i.op for i in s.instructions[:5]] == ["HDR", "SHAPE", "MASK", "CAUSAL", "MODE"]
+    assert s.instructions[4].args == {"sigmoid": 1, "nonorm": nonorm}
+    rest = s.instructions[:4] + s.instructions[5:]  # the data one line further on
+    assert [(i.op, i.args) for i in rest if i.op == "TILE"] == [
+        (i.op, i.args) for i in one.instructions if i.op == "TILE"]
+    assert [i.op for i in rest] == [i.op for i in one.instructions] and s.tiles == one.tiles
+    assert s.mode == {"sigmoid": 1, "nonorm": nonorm} and one.mode == {}
+    assert s.score_function == ("sigmoid, no norm" if nonorm else "sigmoid, normalised")
+    assert one.score_function == "softmax" and f"scores: {s.score_function} (MODE)" in s.listing()
+    w = compile_schedule(c, shape, cascade=cascade, pattern=sliding_window(5))
+    assert [i.op for i in w.instructions[3:6]] == ["CAUSAL", "WINDOW", "MODE"]
+    with pytest.raises(FuseMaxError, match=r"sigmoid_unit = true, e\.g\. the presets "
+                                           r"tiny-sigmoid, small-sigmoid\); config tiny has none"):
+        compile_schedule(preset("tiny"), shape, cascade=cascade)
+
+
+def test_cli_compile_sigmoid(capsys):
+    args = ["compile", "sigmoid-nonorm", "--shape", "B=1,H=1,M=8,P=4,E=4,F=4", "--json", "--config"]
+    assert fusemax(args + ["tiny-sigmoid"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cascade"] == "sigmoid-nonorm" and summary["score_function"] == "sigmoid, no norm"
+    assert fusemax(args + ["tiny"]) == 2
+    assert "needs a design with the sigmoid unit" in capsys.readouterr().err

@@ -3,11 +3,14 @@ instruction on the memory image reproduces the golden model bit for bit."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from fusemax.config import preset
-from fusemax.sw.compiler import compile_attention
+from fusemax.errors import FuseMaxError
+from fusemax.sw.compiler import compile_attention, compile_schedule
 from fusemax.sw.executor import decode_errors, execute
 from fusemax.sw.golden import attention_1pass, causal_mask
 
@@ -125,3 +128,133 @@ def test_executor_3pass_matches_golden(cfg, shape, causal, binding):
     gold = attention_3pass(q, k, v, c, mask=causal_mask(P, M) if causal else None)
     assert np.array_equal(prog.decode_output(res.image), gold.out_codes)
     assert res.stopped_at is None and res.tiles == prog.schedule.tiles
+
+
+def _sigmoid_config(name):
+    return preset("rect").replace(name="rect-sig", sigmoid_unit=True) if name == "rect-sig" else preset(name)
+
+
+SIGMOID_CASES = [
+    ("tiny-sigmoid", (1, 2, 37, 29, 8, 5), False),
+    ("tiny-sigmoid", (1, 2, 37, 29, 8, 5), True),
+    ("rect-sig", (2, 1, 21, 11, 6, 7), True),      # 8 x 4: non-square
+    ("rect-sig", (1, 1, 5, 13, 8, 5), True),       # P > M: queries that see no key
+    ("small-sigmoid", (1, 2, 64, 64, 16, 16), False),  # no norm: the s16.12 output saturates
+]
+
+
+@pytest.mark.parametrize("cfg, shape, causal", SIGMOID_CASES)
+@pytest.mark.parametrize("cascade", ["sigmoid-norm", "sigmoid-nonorm"])
+@pytest.mark.parametrize("binding", ["fusemax", "architecture"])
+def test_executor_sigmoid_matches_golden(cfg, shape, causal, cascade, binding):
+    """MODE sigmoid=1 (nonorm): the compiled schedule reproduces sigmoid_golden bit for bit,
+    with the flags its saturation counts imply; same tiles (and skipped tiles) as attention-1pass,
+    MODE right after CAUSAL."""
+    from fusemax.sim.attention import expected_flags
+    from fusemax.sw.golden_variants import sigmoid_golden
+
+    c = _sigmoid_config(cfg)
+    B, H, M, P, E, F = shape
+    rng = np.random.default_rng(7)
+    q, k, v = rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    prog = compile_attention(c, q, k, v, causal=causal, cascade=cascade, binding=binding)
+    one = compile_schedule(c, prog.shape, causal=causal, binding=binding)
+    ops = [i.op for i in prog.instructions]
+    assert ops[:5] == ["HDR", "SHAPE", "MASK", "CAUSAL", "MODE"] and ops.count("MODE") == 1
+    assert ops[5:] == [i.op for i in one.instructions][4:]
+    assert prog.instructions[4].args == {"sigmoid": 1, "nonorm": int(cascade == "sigmoid-nonorm")}
+    assert (prog.schedule.tiles, prog.schedule.tiles_skipped) == (one.tiles, one.tiles_skipped)
+    res = execute(c, prog.image, prog.sched_base)
+    gold = sigmoid_golden(q, k, v, c, cascade == "sigmoid-norm", prog.scale, causal)
+    out = prog.decode_output(res.image)
+    assert np.array_equal(out, gold.out_codes), f"{(out != gold.out_codes).sum()} mismatches"
+    assert res.stopped_at is None and res.tiles == prog.schedule.tiles
+    assert res.error_flags == expected_flags(gold)
+
+
+def test_executor_sigmoid_needs_the_unit():
+    """A design without sigmoid_unit stops with error.config on MODE sigmoid=1 (here: a
+    sigmoid schedule whose HDR was rewritten for tiny, so HDR passes)."""
+    from fusemax.sw import schedule as sf
+
+    c = preset("tiny")
+    rng = np.random.default_rng(8)
+    prog = compile_attention(preset("tiny-sigmoid"), *(rng.normal(size=(1, 1, 4, 4)) for _ in range(3)),
+                             cascade="sigmoid-norm")
+    img = prog.image.copy()
+    word = sf.encode("HDR", version=sf.VERSION, tag=sf.config_tag(c.digest()))
+    img[0] = [(word >> (16 * w)) & 0xFFFF for w in range(4)]
+    res = execute(c, img, 0)
+    mode_at = [i.op for i in prog.instructions].index("MODE")
+    assert res.error_flags == ["config"] and res.stopped_at == mode_at and res.tiles == 0
+    assert "sigmoid unit" in res.stop_reason
+    assert execute(preset("tiny-sigmoid"), prog.image, 0).error_flags == []
+
+
+@pytest.fixture
+def executor_as_rtl(monkeypatch):
+    """``simulate`` with the schedule executor standing in for the RTL run (no Verilator)."""
+    import fusemax.sim.attention as A
+    from fusemax.sw.compiler import buffer_bytes
+
+    runs = []
+
+    def run_program(config, program, **kw):
+        ex = execute(config, program.image, program.sched_base)
+        counters = {**dict.fromkeys(A.CSR_NAMES, 0), **ex.counts, "cycles": 1000}
+        runs.append(program)
+        return {"counters": counters, "output_codes": program.decode_output(ex.image),
+                "error": ex.error, "timeout": False, "built": False, "mode": kw.get("mode"),
+                "sim_cycles_per_s": None, "waves": None, "waves_info": None, "build_dir": "",
+                **dict.fromkeys(("verilog_s", "build_s", "run_s", "sim_wall_s"), 0.0)}
+
+    monkeypatch.setattr(A, "run_program", run_program)
+    monkeypatch.setattr(A, "design_buffers", buffer_bytes)
+    return runs
+
+
+@pytest.mark.parametrize("cascade", ["sigmoid-norm", "sigmoid-nonorm"])
+def test_simulate_sigmoid(executor_as_rtl, cascade):
+    """simulate(cascade=sigmoid-*): compiled as that cascade, compared with sigmoid_golden, the
+    error against variants.sigmoid_attention, our model's sigmoid entry (no paper formula)."""
+    from fusemax.sim.attention import simulate
+    from fusemax.sw import variants as V
+    from fusemax.sw.golden import error_stats
+    from fusemax.sw.perfmodel import rtl_binding_model
+
+    c = preset("small-sigmoid")
+    rng = np.random.default_rng(9)
+    q, k, v = rng.normal(size=(1, 2, 64, 16)), rng.normal(size=(1, 2, 64, 16)), rng.normal(size=(1, 2, 64, 16))
+    r = simulate(c, q, k, v, causal=True, cascade=cascade)
+    assert executor_as_rtl[-1].schedule.cascade == cascade
+    assert r["bit_exact"] and r["flags_match"] and r["cascade"] == cascade
+    assert r["expected_error_flags"] == ([] if cascade == "sigmoid-norm" else ["out_saturated"])
+    assert r["score_function"] == executor_as_rtl[-1].schedule.score_function != "softmax"
+    ref = V.sigmoid_attention(q, k, v, cascade == "sigmoid-norm", r["scale"], True)
+    assert r["error"] == error_stats(r["output"], ref)
+    if cascade == "sigmoid-norm":
+        assert r["error"]["rel_rms"] < 1e-3
+    m = r["model"]
+    assert m["paper_model_cycles"] is None and m["cascade"] == cascade
+    assert m["rtl_model_cycles"] == rtl_binding_model(c, r["shape"], True)["sigmoid"]["fusemax"]["cycles"]
+    with pytest.raises(FuseMaxError, match="sigmoid_unit"):
+        simulate(preset("small"), q, k, v, cascade=cascade)
+
+
+def test_cli_sim_passes_the_cascade(executor_as_rtl, tmp_path, capsys):
+    """fusemax sim runs the cascade it names (attention-3pass too) and refuses sigmoid on a
+    design without the unit before any run."""
+    from fusemax.cli import main as fusemax
+
+    rng = np.random.default_rng(10)
+    np.savez(tmp_path / "in.npz", Q=rng.normal(size=(6, 4)), K=rng.normal(size=(13, 4)),
+             V=rng.normal(size=(13, 4)))
+    base = ["--inputs", str(tmp_path / "in.npz"), "--out", str(tmp_path / "o.npz"), "--json"]
+    for cascade, cfg in (("sigmoid-nonorm", "tiny-sigmoid"), ("attention-3pass", "tiny")):
+        assert fusemax(["sim", cascade, "--config", cfg, "--causal"] + base) == 0
+        assert executor_as_rtl[-1].schedule.cascade == cascade
+        assert json.loads(capsys.readouterr().out)["cascade"] == cascade
+    n = len(executor_as_rtl)
+    assert fusemax(["sim", "sigmoid-norm", "--config", "tiny"] + base) == 2
+    assert "needs a design with the sigmoid unit" in capsys.readouterr().err
+    assert len(executor_as_rtl) == n

@@ -203,6 +203,22 @@ def test_predict_rtl_causal_and_compiler_agree():
     assert pred["tiles"] == sched.tiles and pred["tiles_skipped"] == sched.tiles_skipped
 
 
+def test_rtl_binding_model_sigmoid():
+    """The sigmoid entry: per tile max(E + F + 2/k, Ls + 1) (docs/variants.md section 5: 25
+    cycles on tiny at E = F = 8, the port's E + F + 2 at E = F = 14), Ls = the unit's latency."""
+    from fusemax.hw.arith.sigmoid import Sigmoid
+
+    cfg = preset("tiny-sigmoid")
+    assert cfg.numerics.sigmoid_cycles == Sigmoid(cfg.numerics).LATENCY == 24
+    for ef, tile in ((8, 25), (14, 30)):
+        m = pm.rtl_binding_model(cfg, f"B=1,H=1,M=96,P=4,E={ef},F={ef}")
+        sig, soft = m["sigmoid"]["fusemax"], m["bindings"]["fusemax"]
+        assert sig["per_tile_cycles"] == tile and sig["tiles_run"] == soft["tiles_run"]
+        assert sig["start_cycles"] == soft["start_cycles"] + 24 - 5
+        arch = m["sigmoid"]["architecture"]
+        assert arch["per_tile_cycles"] == m["bindings"]["architecture"]["per_tile_cycles"] + 24 - 5
+
+
 # ---- bad input --------------------------------------------------------------------------
 
 

@@ -23,7 +23,8 @@ class Array1D(wiring.Component):
         nc = config.numerics
         C = config.cols
         fw = max(1, (config.max_f - 1).bit_length())
-        super().__init__({
+        sig = {"sig_mode": In(1), "nonorm": In(1), "sln_done": In(1)} if config.sigmoid_unit else {}
+        super().__init__({**sig,
             "lm": In(data.ArrayLayout(nc.score.shape(), C)),
             "lm_valid": In(C),
             "sld": In(data.ArrayLayout(signed(config.sld_width), C)),
@@ -59,6 +60,9 @@ class Array1D(wiring.Component):
                 self.rm_new[c].eq(pe.rm_new), self.rm_new_valid[c].eq(pe.rm_new_valid),
                 self.rf_rdata[c].eq(pe.rf_rdata),
             ]
+            if self.config.sigmoid_unit:
+                m.d.comb += [pe.sig_mode.eq(self.sig_mode), pe.nonorm.eq(self.nonorm),
+                             pe.sln_done.eq(self.sln_done)]
             for k in flags:
                 flags[k].append(getattr(pe, k))
         m.d.comb += [getattr(self, k).eq(Cat(*v).any()) for k, v in flags.items()]

@@ -14,7 +14,9 @@
   The sums are exact, so the tree's shape does not matter (docs/numerics.md).
 
 Controls (``mac_*``, ``score_en``, ``exp_start``) are broadcast to every PE.
-``score_sat`` is the OR of the PEs' saturation pulses. The sequencer times the SLN exps by
+``score_sat`` is the OR of the PEs' saturation pulses. With ``sigmoid_unit``, ``sig_mode``
+goes to every PE and ``sig_done`` is PE(0, 0)'s sigmoid done (they all start together and take
+equally long). The sequencer times the SLN exps by
 the 1D array's PRM exp (same start, same latency), so every PE instance is identical (the
 generated Verilog then holds one PE module).
 """
@@ -42,7 +44,8 @@ class Array2D(wiring.Component):
         R, C = config.rows, config.cols
         w = operand_widths(config)
         self.widths = w
-        super().__init__({
+        sig = {"sig_mode": In(1), "sig_done": Out(1)} if config.sigmoid_unit else {}
+        super().__init__({**sig,
             "q_line": In(data.ArrayLayout(signed(w["q"]), C)),
             "kv_line": In(data.ArrayLayout(signed(w["kv"]), R)),
             "mac_en": In(1), "mac_first": In(1), "mac_sel": In(1),
@@ -108,8 +111,12 @@ class Array2D(wiring.Component):
                     pe.rm_valid.eq(self.rm_valid[c]),
                     pe.exp_start.eq(self.exp_start),
                 ]
+                if cfg.sigmoid_unit:
+                    m.d.comb += pe.sig_mode.eq(self.sig_mode)
                 sats.append(pe.score_sat)
         m.d.comb += self.score_sat.eq(Cat(*sats).any())
+        if cfg.sigmoid_unit:  # every PE's sigmoid starts together and takes as long
+            m.d.comb += self.sig_done.eq(pes[0][0].sig_done)
 
         # Column trees.
         for c in range(C):

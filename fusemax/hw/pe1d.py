@@ -33,6 +33,13 @@ the divider's output: AV results overwrite RNV[f] and are stored to memory from 
 Flag outputs are pulses already masked with ``lane_ok`` (query p < P); the divider's flags
 (``out_sat``, ``dz``) with ``av_lane_ok``, the lane's validity for the block whose AV runs
 (the next block's tiles may already have changed ``lane_ok``).
+
+With ``sigmoid_unit`` (sigmoid attention, ``MODE``): ``sig_mode`` makes PRM 0 for a block's
+first tile and 1.0 after it (no max: RD and RNV are plain sums), taken at the exps' start
+(RM.valid before the commit, ``prm_zero``) and applied at ``sln_done`` (the 2D sigmoids' done,
+so PRM changes when SLN does; the 1D exp does not run); ``nonorm`` makes AV divide by 1.0
+(RNV rounded to the output format) instead of by RD. In sigmoid mode without ``nonorm`` the
+divisor is RD + round(1e-8·2^rd.frac), the normalised sigmoid's epsilon (0 for every preset).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.arith import Exp2, MaxValid, PipelinedDivider, Requant, Rescale, Sub
 from fusemax.hw.formats import round_shift_hdl
+from fusemax.sw.golden_variants import sigmoid_eps_code
 
 
 def rf_width(config) -> int:
@@ -57,7 +65,8 @@ class PE1D(wiring.Component):
         nc = config.numerics
         fw = max(1, (config.max_f - 1).bit_length())
         self.rf_addr_width = fw
-        super().__init__({
+        sig = {"sig_mode": In(1), "nonorm": In(1), "sln_done": In(1)} if config.sigmoid_unit else {}
+        super().__init__({**sig,
             "lm": In(nc.score.shape()), "lm_valid": In(1),
             "sld": In(signed(config.sld_width)),
             "slnv": In(signed(config.slnv_width)),
@@ -107,15 +116,34 @@ class PE1D(wiring.Component):
 
         # PRM = exp2(RM_old - RM_new), 0 while RM_old is -inf or when the sums restart
         # (``prm_zero`` with ``exp_start``: TILE.restart).
+        prm = Signal(nc.exp.shape(), name="prm_value")
+        den = Signal.like(self.rd, name="div_den")
         m.d.comb += [
             sub.a.eq(self.rm), sub.b.eq(self.rm_new),
-            exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid | self.prm_zero), exp.start.eq(self.exp_start),
-            self.prm.eq(exp.y), self.exp_done.eq(exp.done),
+            exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid | self.prm_zero),
+            self.prm.eq(prm), self.exp_done.eq(exp.done),
         ]
+        if cfg.sigmoid_unit:
+            # sigmoid mode: PRM = 1.0 unless the block's first tile (RM not valid yet) or a
+            # restart, decided at the exps' start and applied with the 2D's SLN
+            one_next, one = Signal(name="prm_one_next"), Signal(name="prm_one")
+            with m.If(self.exp_start):
+                m.d.sync += one_next.eq(self.rm_valid & ~self.prm_zero)
+            with m.If(self.sln_done):
+                m.d.sync += one.eq(one_next)
+            eps = sigmoid_eps_code(nc)
+            m.d.comb += [
+                exp.start.eq(self.exp_start & ~self.sig_mode),
+                prm.eq(Mux(self.sig_mode, Mux(one, 1 << nc.exp.frac, 0), exp.y)),
+                den.eq(Mux(self.nonorm, 1 << nc.rd.frac,
+                           self.rd + Mux(self.sig_mode, eps, 0) if eps else self.rd)),
+            ]
+        else:
+            m.d.comb += [exp.start.eq(self.exp_start), prm.eq(exp.y), den.eq(self.rd)]
 
         # RD = sat(round_shift(SLD, exp.frac -> rd.frac) + RD·PRM)
         sld_rd = round_shift_hdl(self.sld, nc.exp.frac - nc.rd.frac, mode)
-        m.d.comb += [rsd.x.eq(self.rd), rsd.c.eq(exp.y)]
+        m.d.comb += [rsd.x.eq(self.rd), rsd.c.eq(prm)]
         rd_sum = Signal(signed(max(len(sld_rd), nc.rd.width) + 1), name="rd_sum")
         m.d.comb += rd_sum.eq(sld_rd + rsd.y)
         m.submodules.rqd = rqd = Requant(rd_sum.shape(), nc.rd.frac, nc.rd, mode)
@@ -131,7 +159,7 @@ class PE1D(wiring.Component):
         # RNV[f] = sat(round_shift(SLNV, exp.frac + v.frac -> rnv.frac) + RNV[f]·PRM)
         m.d.comb += [rport.addr.eq(self.rf_raddr), self.rf_rdata.eq(rport.data)]
         slnv_r = round_shift_hdl(self.slnv, nc.exp.frac + nc.v.frac - nc.rnv.frac, mode)
-        m.d.comb += [rsn.x.eq(rport.data), rsn.c.eq(exp.y)]
+        m.d.comb += [rsn.x.eq(rport.data), rsn.c.eq(prm)]
         rnv_sum = Signal(signed(max(len(slnv_r), nc.rnv.width) + 1), name="rnv_sum")
         m.d.comb += rnv_sum.eq(slnv_r + rsn.y)
         m.submodules.rqn = rqn = Requant(rnv_sum.shape(), nc.rnv.frac, nc.rnv, mode)
@@ -145,7 +173,7 @@ class PE1D(wiring.Component):
         # AV = RNV[f] / RD on a pipelined divider (one divide per cycle); each result is
         # written back over RNV[f] (sign-extended) in its done cycle (``wb_sel``).
         m.d.comb += [
-            div.num.eq(rport.data), div.den.eq(self.rd), div.start.eq(self.div_start),
+            div.num.eq(rport.data), div.den.eq(den), div.start.eq(self.div_start),
             self.div_done.eq(div.done),
             self.out_sat.eq(div.done & self.av_lane_ok & div.sat), self.dz.eq(div.done & self.av_lane_ok & div.dz),
         ]

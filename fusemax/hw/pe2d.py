@@ -11,6 +11,9 @@ part        component                              used by
 ``rq``      ``Requant(acc, qk_frac, score)``       BQK -> score (latched in ``score``)
 ``sub``     ``Sub(score, score)``                  BQK - RM_new (the exp argument)
 ``exp``     ``Exp2(numerics)``                     SLN = exp2(BQK - RM_new), d + 1 cycles
+``recip``   ``SigmoidReciprocal`` (``sigmoid_unit``)  sigmoid mode: SLN = sigmoid(BQK) =
+                                                   (1 or t) / (1 + t), t = exp2(−|BQK|) on
+                                                   ``exp``; L = d + exp.frac + 5 cycles
 ==========  =====================================  ============================================
 
 Registers of its own: ``score`` (the tile's BQK in the score format) and ``valid`` (the
@@ -34,6 +37,9 @@ score_sat : Out(1)       this cycle's ``score_en`` saturated a valid pair (a pul
 sln : Out(exp)           SLN (valid from the exp's done until its next start)
 exp_done : Out(1)        the exp's done pulse
 prod : Out(signed)       the MAC accumulator (SLN·V during SLNV)
+sig_mode : In(1)         (``sigmoid_unit`` only) SLN is the sigmoid of the score, 0 for a masked
+                         pair; no running max (MODE.sigmoid)
+sig_done : Out(1)        (``sigmoid_unit`` only) the sigmoid's done pulse (SLN valid from then)
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fusemax.errors import FuseMaxError
-from fusemax.hw.arith import Exp2, Mac, Requant, Sub
+from fusemax.hw.arith import Exp2, Mac, Requant, SigmoidReciprocal, Sub
 
 
 def _sw(fmt) -> int:
@@ -70,7 +76,8 @@ class PE2D(wiring.Component):
         nc = config.numerics
         w = operand_widths(config)
         self.widths = w
-        super().__init__({
+        sig = {"sig_mode": In(1), "sig_done": Out(1)} if config.sigmoid_unit else {}
+        super().__init__({**sig,
             "q": In(signed(w["q"])),
             "kv": In(signed(w["kv"])),
             "mac_en": In(1),
@@ -100,9 +107,12 @@ class PE2D(wiring.Component):
         m.submodules.sub = sub = Sub(nc.score.shape(), nc.score.shape())
         m.submodules.exp = exp = Exp2(nc)
 
+        # SLN: the exp's output, or in sigmoid mode the reciprocal's (see below)
+        sln = Signal(nc.exp.shape(), name="sln_value")
+
         # MAC: BQK (Q' x K, accumulate) or SLNV (SLN x V, one product).
         m.d.comb += [
-            mac.a.eq(Mux(self.mac_sel, exp.y, self.q)),
+            mac.a.eq(Mux(self.mac_sel, sln, self.q)),
             mac.b.eq(self.kv),
             mac.c.eq(0),
             mac.load_c.eq(self.mac_first),
@@ -120,10 +130,23 @@ class PE2D(wiring.Component):
         m.d.comb += [
             sub.a.eq(self.score),
             sub.b.eq(self.rm),
-            exp.x.eq(sub.y),
-            exp.x_ninf.eq(~self.valid | ~self.rm_valid),
             exp.start.eq(self.exp_start),
-            self.sln.eq(exp.y),
+            self.sln.eq(sln),
             self.exp_done.eq(exp.done),
+        ]
+        if not cfg.sigmoid_unit:
+            m.d.comb += [exp.x.eq(sub.y), exp.x_ninf.eq(~self.valid | ~self.rm_valid), sln.eq(exp.y)]
+            return m
+        # Sigmoid mode: t = exp2(−|BQK|) on the same Exp2, then SLN = (1 or t) / (1 + t); the
+        # mask is sampled at the start (the score register changes before SLN is consumed).
+        m.submodules.recip = recip = SigmoidReciprocal(nc)
+        neg = self.score < 0
+        m.d.comb += [
+            exp.x.eq(Mux(self.sig_mode, Mux(neg, self.score, -self.score), sub.y)),
+            exp.x_ninf.eq(~self.sig_mode & (~self.valid | ~self.rm_valid)),
+            recip.start.eq(self.exp_start & self.sig_mode), recip.neg.eq(neg), recip.zero.eq(~self.valid),
+            recip.t.eq(exp.y), recip.t_done.eq(exp.done),
+            sln.eq(Mux(self.sig_mode, recip.y, exp.y)),
+            self.sig_done.eq(recip.done),
         ]
         return m

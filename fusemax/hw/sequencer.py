@@ -41,9 +41,12 @@ buffer's one reader) and stages p_base. The first TILE of a block (``first``) wa
 tile engine to drain, resets RM.valid (``reset_rm``; RD needs no clearing: while RM is not
 valid PRM = 0, so the first RD update writes SLD alone) and makes the staged p_base current;
 the AV of a block without tiles waits for everything, resets RM.valid and RD and takes the
-staged p_base. SHAPE, MASK, CAUSAL, WINDOW, AV and END wait until the tile engine and AV are
+staged p_base. SHAPE, MASK, CAUSAL, WINDOW, MODE, AV and END wait until the tile engine and AV are
 done. CAUSAL and WINDOW set the mask's ``causal`` and ``window`` (W, 0 = off; both cleared by
-``start``).
+``start``). MODE sets ``sig_mode`` and ``nonorm`` (sigmoid attention; cleared by ``start``) on
+a design with ``sigmoid_unit``; elsewhere a MODE with a bit set stops with ``error.config``.
+In sigmoid mode the exps' done is the 2D sigmoids' (L = d + exp.frac + 5 cycles after the
+start, not d + 1), and the clobber rule below counts with L.
 
 AV runs in the background (``av_div``, ``av_st``): F cycles reading RNV[f] and starting one
 divide per cycle on each lane's pipelined divider; the results are written back over RNV[f]
@@ -130,6 +133,8 @@ class Sequencer(wiring.Component):
             "stall": Out(1), "insn_fire": Out(1), "tile_fire": Out(1),
             "cur_insn": Out(64),
         }
+        if config.sigmoid_unit:
+            sig.update({"sig_mode": Out(1), "nonorm": Out(1)})
         for name in ACTIVITY:
             sig[name] = Out(1)
         super().__init__(sig)
@@ -194,11 +199,15 @@ class Sequencer(wiring.Component):
         # the exps of the tile in X: RM_new is ready (age >= 4), the exp units are free, the
         # tile in Z has moved on to B, and SLN/PRM of the tile in B are not needed any more
         # when the new values appear (d + 1 cycles after the start)
+        # (d + 1 cycles for the exp; L for the sigmoid: new_after = latency - 1)
+        new_after = d
+        if cfg.sigmoid_unit:
+            new_after = Mux(self.sig_mode, cfg.numerics.sigmoid_cycles - 1, d)
         if d >= 2:
             drain_ok = 1
         else:
-            drain_ok = ~p1
-        clobber_ok = Mux(b_run, b_cnt + d >= self.F + 2, drain_ok)
+            drain_ok = ~p1 | (self.sig_mode if cfg.sigmoid_unit else 0)
+        clobber_ok = Mux(b_run, b_cnt + new_after >= self.F + 2, drain_ok)
         exp_go = Signal(name="exp_go")
         # (and RD, which they update, is not read by AV's divides any more)
         m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & (~exp_run | self.exp_done) & clobber_ok & ~av_div)
@@ -294,6 +303,8 @@ class Sequencer(wiring.Component):
                     m.d.sync += [err.eq(0), self.done.eq(0), self.busy.eq(1), seen_hdr.eq(0), av_div.eq(0), av_st.eq(0),
                                  shape_ok.eq(0), loaded.eq(0), slot_busy.eq(0), self.causal.eq(0), self.window.eq(0),
                                  self.M.eq(0), self.P.eq(0), self.cur_insn.eq(0)]
+                    if cfg.sigmoid_unit:
+                        m.d.sync += [self.sig_mode.eq(0), self.nonorm.eq(0)]
                     m.next = "FETCH"
 
             with m.State("FETCH"):
@@ -326,6 +337,17 @@ class Sequencer(wiring.Component):
                     with m.If(~all_busy):
                         m.d.comb += pop.eq(1)
                         m.d.sync += self.window.eq(field(w, "WINDOW", "W"))
+                with m.Elif(op == OPCODES["MODE"].code):
+                    sig_f, nonorm_f = field(w, "MODE", "sigmoid"), field(w, "MODE", "nonorm")
+                    if not cfg.sigmoid_unit:
+                        with m.If(sig_f | nonorm_f):
+                            fail("config")
+                        with m.Elif(~all_busy):
+                            m.d.comb += pop.eq(1)
+                    else:
+                        with m.If(~all_busy):
+                            m.d.comb += pop.eq(1)
+                            m.d.sync += [self.sig_mode.eq(sig_f), self.nonorm.eq(nonorm_f)]
                 with m.Elif(op == OPCODES["LDQ"].code):
                     # the Q buffer is read only by stage A
                     with m.If(~shape_ok):

@@ -161,10 +161,18 @@ class FuseMaxTop(wiring.Component):
             a1.rd_en.eq(seq.rd_en), a1.rf_raddr.eq(seq.rf_raddr), a1.rnv_we.eq(seq.rnv_we),
             a1.rnv_waddr.eq(seq.rnv_waddr), a1.rm_commit.eq(seq.rm_commit), a1.div_start.eq(seq.div_start),
             a1.wb_sel.eq(seq.wb_sel),
-            seq.exp_done.eq(a1.exp_done), seq.div_done.eq(a1.div_done),
+            seq.div_done.eq(a1.div_done),
             seq.score_sat.eq(a2.score_sat), seq.rd_sat.eq(a1.rd_sat), seq.rnv_sat.eq(a1.rnv_sat),
             seq.out_sat.eq(a1.out_sat), seq.dz.eq(a1.dz),
         ]
+        if cfg.sigmoid_unit:
+            # sigmoid mode: the 1D exp does not run; the 2D sigmoids' done times SLN and PRM
+            m.d.comb += [
+                a2.sig_mode.eq(seq.sig_mode), a1.sig_mode.eq(seq.sig_mode), a1.nonorm.eq(seq.nonorm),
+                a1.sln_done.eq(a2.sig_done), seq.exp_done.eq(a1.exp_done | a2.sig_done),
+            ]
+        else:
+            m.d.comb += seq.exp_done.eq(a1.exp_done)
 
         # ---- counters ----
         busy_2d = Signal(name="busy_2d")

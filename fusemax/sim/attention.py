@@ -265,8 +265,9 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
 
     ``cascade`` may also name an attention variant the RTL runs with the host's help
     (:data:`fusemax.sw.rtl_variants.RTL_VARIANTS`: softmax-1, key / key+value bias, local,
-    routing), with its options ``k_bias``, ``v_bias``, ``window``, ``clusters``,
-    ``cluster_size``, ``means``, ``kmeans_seed`` (:func:`fusemax.sw.rtl_variants.prepare`). Then
+    routing, sigmoid with or without the norm), with its options ``k_bias``, ``v_bias``,
+    ``window``, ``clusters``, ``cluster_size``, ``means``, ``kmeans_seed``
+    (:func:`fusemax.sw.rtl_variants.prepare`). Then
     the RTL's codes are compared with the variant's bit-exact golden, ``output`` is the
     mechanism's output (scattered back for routing; ``output_codes`` stay in the RTL's layout),
     ``error`` is measured against the variant's float64 reference, and ``variant`` says what the
@@ -288,7 +289,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
                           seed=kmeans_seed, **options)
         say("compiling the schedule and the memory image")
         program = compile_attention(config, variant.q, variant.k, variant.v, scale=scale,
-                                    causal=variant.causal, binding=binding, pattern=variant.pattern)
+                                    causal=variant.causal, cascade=variant.compile_cascade,
+                                    binding=binding, pattern=variant.pattern)
         causal = program.causal
     else:
         given = [name for name, value in options.items() if value is not None]
@@ -334,6 +336,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "stall_cycles": int(c["stall"]),
         "mac_efficiency": (program.schedule.tiles * (s.E + s.F) / cycles) if cycles else 0.0,
         "binding": program.schedule.binding,
+        "score_function": program.schedule.score_function,
         "model": (model_comparison(config, s, causal, program.schedule.binding, cycles,
                                    program.schedule.cascade)
                   if program.schedule.pattern is None else None),
@@ -439,15 +442,17 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
     """The analytical models' cycles for this run next to the measured ones: the paper's cost
     model (``predict_rtl``; the paper's FuseMax formula for the fusemax binding) and the model
     of our RTL's own binding (``rtl_binding_model``), with measured / model ratios. For
-    attention-3pass the paper has no formula on this hardware (its 3-pass designs, FLAT and
-    unfused, run the softmax on the 1D array), so only our model is given."""
+    attention-3pass (the paper's 3-pass designs, FLAT and unfused, run the softmax on the 1D
+    array) and the sigmoid cascades the paper has no formula on this hardware, so only our model
+    is given (for sigmoid: the per-tile cost of docs/variants.md section 5)."""
     from fusemax.sw.perfmodel import predict_rtl
 
     pred = predict_rtl(config, shape.as_dict(), causal=causal)
     paper = pred["bindings"][binding]
-    rtl = pred["rtl_binding"]["bindings"][binding]
-    if cascade == "attention-3pass":
-        rtl = pred["rtl_binding"]["three_pass"][binding]
+    key = {"attention-3pass": "three_pass", "sigmoid-norm": "sigmoid",
+           "sigmoid-nonorm": "sigmoid"}.get(cascade, "bindings")
+    rtl = pred["rtl_binding"][key][binding]
+    if key != "bindings":
         paper = {"cycles": None, "util_2d": None, "util_2d_steady": None}
     return {
         "paper_model_cycles": paper["cycles"], "paper_model_util_2d": paper["util_2d"],
@@ -461,7 +466,8 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
                 "occupy the MACs (E + F per tile); the RTL model adds what the paper's ignores: "
                 "the one memory port, which carries E + F K/V lines per tile plus the "
                 "instructions, and per query block the Q block, the output and a load round "
-                "trip; the start-up loads; for serial tiles the AV and the drains "
+                "trip; the start-up loads; for serial tiles the AV and the drains; for sigmoid "
+                "scores a tile takes at least the sigmoid's latency + 1 "
                 "(rtl_binding_model docstring)"),
     }
 

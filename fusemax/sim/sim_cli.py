@@ -32,7 +32,9 @@ def register(subparsers) -> None:
         "W: the sliding window's tiles and the WINDOW mask), attention-routing (--clusters C "
         "[--cluster-size w]: the host routes with k-means centroids, the .npz's optional means "
         "(C,E) or (H,C,E), gathers each cluster into contiguous rows, the RTL runs the diagonal "
-        "tiles, the host scatters back; w must be a multiple of rows and cols). For them the "
+        "tiles, the host scatters back; w must be a multiple of rows and cols), sigmoid-norm and "
+        "sigmoid-nonorm (sigmoid scores, no host part; a config with the sigmoid unit, e.g. "
+        "tiny-sigmoid). For them the "
         "RTL is compared with the variant's bit-exact golden, O is the mechanism's output "
         "(scattered back for routing), O_codes the RTL's codes in its own layout (for routing "
         "(B,H,C*w,F), with index_q and index_k (B,H,C,w), the tokens gathered), and the error "
@@ -43,6 +45,7 @@ def register(subparsers) -> None:
                 "fusemax sim attention-3pass --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-local --window 16 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-routing --clusters 4 --config tiny --inputs in.npz --out out.npz --native\n  "
+                "fusemax sim sigmoid-norm --causal --config tiny-sigmoid --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
                 "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
     )
@@ -50,7 +53,8 @@ def register(subparsers) -> None:
                    help="cascade name: attention-1pass, attention-3pass (the 3-pass baseline), or "
                         "a variant the RTL runs with the host's "
                         "help: attention-softmax1, attention-kbias, attention-kvbias, "
-                        "attention-local, attention-routing")
+                        "attention-local, attention-routing; sigmoid-norm, sigmoid-nonorm (a "
+                        "config with the sigmoid unit)")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
@@ -111,15 +115,14 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from fusemax.sw.compiler import check_cascade_mappable
     from fusemax.sw.rtl_variants import RTL_VARIANTS, VARIANT_OPTIONS
 
-    if args.cascade not in RTL_VARIANTS:
-        check_cascade_mappable(args.cascade)
+    cascade = args.cascade if args.cascade in RTL_VARIANTS else check_cascade_mappable(args.cascade)
     config = load_config(args.config)
     q, k, v, had_batch = load_attention_inputs(args.inputs)
     options = {"window": args.window, "clusters": args.clusters, "cluster_size": args.cluster_size}
-    if args.cascade in RTL_VARIANTS:  # the variant's arrays from the inputs file
+    if cascade in RTL_VARIANTS:  # the variant's arrays from the inputs file
         data = load_npz(args.inputs)
         for name in ("k_bias", "v_bias", "means"):
-            if args.cascade in VARIANT_OPTIONS[name] and name in data:
+            if cascade in VARIANT_OPTIONS[name] and name in data:
                 options[name] = data[name]
         options["kmeans_seed"] = args.kmeans_seed
     if args.scale is not None and not (args.scale == args.scale and abs(args.scale) < float("inf")):
@@ -138,8 +141,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
                               seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
                               timeout_s=args.timeout, mode="native" if args.native else "cocotb",
-                              binding=args.binding, **options,
-                              **({"cascade": args.cascade} if args.cascade in RTL_VARIANTS else {}))
+                              binding=args.binding, cascade=cascade, **options)
         except BaseException:  # a failure, a timeout or ^C: no temporary dump left behind
             if waves is not None and not waves.record:
                 shutil.rmtree(waves.dir, ignore_errors=True)

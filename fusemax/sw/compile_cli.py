@@ -20,16 +20,20 @@ def register(subparsers) -> None:
         "(docs/architecture.md section 4, docs/schedule.md). The listing shows every "
         "instruction with its address, word, fields and the memory region it touches. "
         "attention-1pass maps onto the hardware, and attention-3pass as the baseline (each "
-        "block's tiles twice: pass 1 for the global max, then passes 2 and 3 merged); other "
-        "cascades get the reason. "
+        "block's tiles twice: pass 1 for the global max, then passes 2 and 3 merged); "
+        "sigmoid-norm and sigmoid-nonorm run attention-1pass's tiles with sigmoid scores (MODE; "
+        "a config with the sigmoid unit, e.g. tiny-sigmoid); other cascades get the reason. "
         "--causal masks keys after each query, aligned at the end of the key sequence (query p "
         "sees key m iff m <= p + M - P) and skips tiles no query of a block can see. "
         f"Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax compile attention-1pass --config small --shape "
-                "B=1,H=2,M=256,P=64,E=64,F=64 -o sched.bin --listing -",
+                "B=1,H=2,M=256,P=64,E=64,F=64 -o sched.bin --listing -\n  "
+                "fusemax compile sigmoid-norm --causal --config tiny-sigmoid --shape "
+                "B=1,H=1,M=37,P=29,E=8,F=8 --listing -",
     )
     p.add_argument("cascade", metavar="CASCADE",
-                   help="cascade name (attention-1pass, attention-3pass) or .cas file")
+                   help="cascade name (attention-1pass, attention-3pass, sigmoid-norm, "
+                        "sigmoid-nonorm) or .cas file")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")
@@ -68,6 +72,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "config_digest": config.digest(),
         "shape": shape.as_dict(),
         "causal": sched.causal,
+        "score_function": sched.score_function,
         "instructions": len(sched.instructions),
         "tiles": sched.tiles,
         "tiles_skipped": sched.tiles_skipped,

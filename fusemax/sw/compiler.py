@@ -4,7 +4,9 @@ external-memory image it runs on (docs/architecture.md sections 3-4, docs/schedu
 ``attention-1pass`` maps onto the hardware (one pass over M, the FuseMax binding of the
 2D and 1D arrays), and ``attention-3pass`` as the baseline: per query block its tiles twice,
 pass 1 for the global max, then passes 2 and 3 merged by the division reduction from a
-``TILE restart`` (``KV_SWEEPS``). The attention variants of :mod:`fusemax.sw.rtl_variants` run as
+``TILE restart`` (``KV_SWEEPS``). ``sigmoid-norm`` and ``sigmoid-nonorm`` run attention-1pass's
+tiles after ``MODE sigmoid=1`` (``nonorm`` for the latter; ``CASCADE_MODES``) on a design with
+``sigmoid_unit``. The attention variants of :mod:`fusemax.sw.rtl_variants` run as
 attention-1pass on inputs the host prepares, some with a tile list (``pattern=``). The
 mapping is fixed by the configuration:
 
@@ -27,7 +29,8 @@ mapping is fixed by the configuration:
   m <= p + M - P): a tile whose keys are invisible to *every* query of the block is not emitted
   (no LDKV, no TILE). Only trailing chunks of a block can be skipped (key 0 is the first key any
   query sees), and a fully masked tile is an exact identity on the running state (LM invalid ->
-  RM unchanged, PRM = 1 exactly, SLD = SLNV = 0), so skipping it changes no bit. A block whose
+  RM unchanged, PRM = 1 exactly, SLD = SLNV = 0; with sigmoid scores SLN = 0 there and PRM = 1
+  after a block's first tile, the same), so skipping it changes no bit. A block whose
   queries see no key at all gets no tile: its ``AV first=1`` resets RD (RNV / 0 = 0) and
   writes the divide-by-zero result 0, as the golden does.
 * **serial tiles** (``binding="architecture"``): chunk 0 and LDQ of the next block before the
@@ -54,18 +57,27 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw.attention_io import attention_dims, parse_dims
 from fusemax.sw import schedule as sf
 
-__all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "parse_shape",
+__all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_SWEEPS",
+           "CASCADE_MODES", "parse_shape",
            "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
            "buffer_bytes", "BINDINGS", "hardware_mask", "pattern_chunks"]
 
-#: Cascades the v1 hardware runs, with the reason the others do not.
-SUPPORTED_CASCADES = ("attention-1pass", "attention-3pass")
+#: Sweeps over each block's K/V chunks per cascade the compiler maps: attention-3pass runs pass 1
+#: (GM, the running max of a whole 1-pass) and then passes 2 and 3 merged by the division
+#: reduction (TILE.restart on the block's first tile of the second sweep: RM = GM stays, RD and
+#: RNV sum again with PRM = 1), so two sweeps; the golden is
+#: :func:`fusemax.sw.golden.attention_3pass`.
+KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2, "sigmoid-norm": 1, "sigmoid-nonorm": 1}
 
-#: Sweeps over each block's K/V chunks per cascade: attention-3pass runs pass 1 (GM, the
-#: running max of a whole 1-pass) and then passes 2 and 3 merged by the division reduction
-#: (TILE.restart on the block's first tile of the second sweep: RM = GM stays, RD and RNV sum
-#: again with PRM = 1), so two sweeps; the golden is :func:`fusemax.sw.golden.attention_3pass`.
-KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2}
+#: Cascades the hardware runs (:func:`check_cascade_mappable` gives the reason for the others).
+SUPPORTED_CASCADES = tuple(KV_SWEEPS)
+
+#: The ``MODE`` fields of the cascades that need one, emitted after CAUSAL / WINDOW (sigmoid
+#: scores with no running max; ``nonorm``: AV = RNV rounded to the output format; golden
+#: :func:`fusemax.sw.golden_variants.sigmoid_golden`). They need ``config.sigmoid_unit``. The
+#: others run softmax, the state after start, and get no MODE.
+CASCADE_MODES = {"sigmoid-norm": {"sigmoid": 1, "nonorm": 0},
+                 "sigmoid-nonorm": {"sigmoid": 1, "nonorm": 1}}
 
 #: Field limits of the schedule format (from the encoding table, not restated by hand).
 _MASK_M_BITS = sf.OPCODES["MASK"].fields["M"][1]
@@ -170,7 +182,8 @@ def check_cascade_mappable(cascade: str) -> str:
     raise FuseMaxError(
         f"cascade {checked.name} cannot be mapped: the sequencer binds only the Einsums of "
         f"attention-1pass (BQK, LM, SLN, SLD, SLNV on the 2D array; RM, PRM, SPD, RD, SPNV, RNV, "
-        f"AV on the 1D array; attention-3pass runs them twice); {checked.name} is a different "
+        f"AV on the 1D array; attention-3pass runs them twice, sigmoid-norm and sigmoid-nonorm "
+        f"with sigmoid scores); {checked.name} is a different "
         f"sequence of Einsums (docs/variants.md names the PE operations it lacks)")
 
 
@@ -362,6 +375,14 @@ class Schedule:
     binding: str = "fusemax"
     window: int = 0                 #: WINDOW's W (0: no window lower bound)
     pattern: str | None = None      #: repr of the attention pattern the tile list came from
+    mode: dict = field(default_factory=dict)  #: the MODE fields emitted ({}: none, softmax)
+
+    @property
+    def score_function(self) -> str:
+        """What the tiles compute: ``softmax``, ``sigmoid, normalised`` or ``sigmoid, no norm``."""
+        if not self.mode.get("sigmoid"):
+            return "softmax"
+        return "sigmoid, no norm" if self.mode.get("nonorm") else "sigmoid, normalised"
 
     @property
     def insns_per_line(self) -> int:
@@ -398,7 +419,8 @@ class Schedule:
             f"tag {sf.config_tag(self.config.digest()):08x})",
             f"; shape {s}{', causal (query p sees key m <= p + M - P)' if self.causal else ''}"
             + (f", window W = {self.window} (query p sees key m > p + M - P - W)" if self.window else "")
-            + (f"; pattern {self.pattern}" if self.pattern else ""),
+            + (f"; pattern {self.pattern}" if self.pattern else "")
+            + (f"; scores: {self.score_function} (MODE)" if self.mode else ""),
             f"; tiling: M1 = ceil({s.M}/{L.rows}) = {L.M1} chunks of M0 = {L.rows} keys; "
             f"P2 = ceil({s.P}/{L.cols}) = {L.P2} blocks of P1 x P0 = 1 x {L.cols} queries; "
             f"{self.tiles} tiles" + (f" ({self.tiles_skipped} fully masked tiles skipped)"
@@ -459,6 +481,15 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
         raise FuseMaxError(f"unknown binding {binding!r}; known: {', '.join(BINDINGS)}")
     serial = int(binding == "architecture")
     cascade = check_cascade_mappable(cascade)  # the reason if not (a .cas file: its name)
+    mode = CASCADE_MODES.get(cascade, {})
+    if mode.get("sigmoid") and not config.sigmoid_unit:
+        from fusemax.config import PRESETS
+
+        with_unit = [n for n, c in PRESETS.items() if c.sigmoid_unit]
+        raise FuseMaxError(
+            f"cascade {cascade} needs a design with the sigmoid unit (config sigmoid_unit = "
+            f"true, e.g. the presets {', '.join(with_unit)}); config {config.name} has none (its "
+            f"hardware would stop with error.config on MODE sigmoid=1)")
     shape = Shape.of(shape)
     _check_fits(config, shape)
     rows, cols = config.rows, config.cols
@@ -476,7 +507,8 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     chunk_lists = [c * sweeps for c in chunk_lists]  # the chunks each block runs, in order
     tiles_per_block = [len(c) for c in chunk_lists]
     n_tiles = s.B * s.H * sum(tiles_per_block)
-    n_instr = 4 + int(window > 0) + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1
+    n_instr = (4 + int(window > 0) + int(bool(mode))
+               + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1)
     n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
     layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
                     sched_base + n_lines)
@@ -505,6 +537,10 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
          enable=int(causal))
     if window:
         emit("WINDOW", f"window: query p sees key m > p + M - P - {window}", W=window)
+    if mode:
+        emit("MODE", f"{cascade}: sigmoid scores, no running max (PRM = 0 on a block's first "
+             f"tile, 1 after), AV = " + ("RNV rounded to the output format" if mode["nonorm"]
+                                         else "RNV / RD"), **mode)
     skipped = 0
     chunk = 0  # chunks loaded so far: slots rotate across blocks
 
@@ -583,7 +619,7 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     assert len(ins) == n_instr
     return Schedule(config, s, bool(causal), ins, notes, layout, cascade=cascade,
                     tiles=n_tiles, tiles_skipped=skipped, binding=binding, window=window,
-                    pattern=None if pattern is None else repr(pattern))
+                    pattern=None if pattern is None else repr(pattern), mode=dict(mode))
 
 
 def _check_fits(config: FuseMaxConfig, s: Shape) -> None:

@@ -1,6 +1,7 @@
 """A functional model of the sequencer: runs a schedule on a memory image, instruction by
 instruction, exactly as docs/architecture.md sections 4-6 specify, with the NumPy operator twins
-(:mod:`fusemax.sw.numerics`) -- and nothing from the golden model.
+(:mod:`fusemax.sw.numerics`; the sigmoid unit's is
+:func:`~fusemax.sw.golden_variants.sigmoid_codes`) -- and nothing from the golden model.
 
 It checks the compiler and the image layout independently of the RTL (its output must equal
 ``attention_1pass(...).out_codes``), and it tells, when the RTL and the golden disagree, which
@@ -20,6 +21,7 @@ from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
 from fusemax.sw import schedule as sf
+from fusemax.sw.golden_variants import sigmoid_codes, sigmoid_eps_code
 
 __all__ = ["ERROR_BITS", "decode_errors", "ExecResult", "execute"]
 
@@ -76,6 +78,9 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     E = F = M = P = 0
     causal = False
     window = 0  # WINDOW.W: 0 = off
+    sigmoid = nonorm = False  # MODE
+    one = np.int64(1) << np.int64(nc.exp.frac)  # PRM = 1.0
+    one_rd, eps = np.int64(1) << np.int64(nc.rd.frac), sigmoid_eps_code(nc)  # AV divisors
     shape_ok = False
     qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
     slots = [None] * sf.KV_SLOTS  # each: (K [E, R], V [F, R]) int64
@@ -133,6 +138,11 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             causal = bool(a["enable"])
         elif op == "WINDOW":
             window = a["W"]
+        elif op == "MODE":
+            if (a["sigmoid"] or a["nonorm"]) and not config.sigmoid_unit:
+                return stop("config", pc, f"MODE sigmoid={a['sigmoid']} nonorm={a['nonorm']} on "
+                            f"config {config.name}, which has no sigmoid unit")
+            sigmoid, nonorm = bool(a["sigmoid"]), bool(a["nonorm"])
         elif op in ("LDQ", "LDKV", "TILE", "AV") and not shape_ok:
             return stop("shape", pc, f"{op} before SHAPE")
         elif op == "LDQ":  # load Q, stage p_base for the block's first TILE (or AV)
@@ -171,9 +181,14 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             lm = np.where(valid, bqk, score_min).max(1)
             rm_new, rm_new_v = nm.max_valid(RM, RMv, lm, lmv)
             # (TILE.restart: PRM = 0, the sums start again while RM stays)
-            prm = nm.exp2(nm.sub(RM, rm_new), ~RMv | bool(a["restart"]), nc)
-            # 4. SLN; 5. SLD, RD
-            sln = nm.exp2(nm.sub(bqk, rm_new[:, None]), ~valid | ~rm_new_v[:, None], nc)
+            prm_zero = ~RMv | bool(a["restart"])
+            # 4. SLN; 5. SLD, RD (MODE sigmoid: SLN = sigmoid(BQK), PRM = 1 after the first tile)
+            if sigmoid:
+                prm = np.where(prm_zero, 0, one)
+                sln = np.where(valid, sigmoid_codes(bqk, nc)[0], 0)
+            else:
+                prm = nm.exp2(nm.sub(RM, rm_new), prm_zero, nc)
+                sln = nm.exp2(nm.sub(bqk, rm_new[:, None]), ~valid | ~rm_new_v[:, None], nc)
             sld = sln.sum(1)
             spd, f1 = nm.rescale(RD, prm, nc.exp.frac, nc.rd, mode)
             rd_new, f2 = nm.requantize(nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode) + spd,
@@ -200,7 +215,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             addr = a["addr"]
             if addr + F > n_lines:
                 raise FuseMaxError(f"AV at line {line} writes [{addr}, {addr + F}) past the image")
-            av, s_out, dz = nm.divide(RNV[:, :F], RD[:, None], nc)
+            den = np.full(C, one_rd) if nonorm else RD + eps if sigmoid else RD
+            av, s_out, dz = nm.divide(RNV[:, :F], den[:, None], nc)
             real = (p_base + np.arange(C)) < P
             flag("out_saturated", s_out & real[:, None])
             flag("div_by_zero", dz & real[:, None])

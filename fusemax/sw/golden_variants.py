@@ -18,7 +18,7 @@ function                   what it adds to the FuseMax datapath                 
                            :func:`~fusemax.sw.patterns.tiles_touched` count as run
 :func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  yes (3)
                            mask, tiles of the diagonal blocks only; the host scatters
-:func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   no
+:func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   yes (4)
 :func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      no
 =========================  ============================================================  ========
 
@@ -26,11 +26,13 @@ function                   what it adds to the FuseMax datapath                 
 :mod:`fusemax.sw.rtl_variants`); that differs from the state form only by where the chunk
 boundaries fall (a few output codes by 1 LSB), and equals it bit for bit when ``rows = 1``.
 (2) The tile list and ``CAUSAL 1``, ``WINDOW W``. (3) When the cluster size is a multiple of
-rows and cols (every tile of the diagonal blocks is full: no mask).
+rows and cols (every tile of the diagonal blocks is full: no mask). (4) On a design with
+``sigmoid_unit`` (``MODE``; :mod:`fusemax.hw.arith.sigmoid`).
 
-New operations, modelled bit-exactly here and absent from the v1 RTL: :func:`log2_codes` (a
-leading-one detector, a shift and a Horner polynomial on the mantissa, like ``Exp2``) and
-:func:`sigmoid_codes` (``Exp2`` of −|x| and one divide). Divides of other formats than RNV/RD
+New operations, modelled bit-exactly here: :func:`sigmoid_codes` (``Exp2`` of −|x| and one
+divide; in the 2D PE with ``sigmoid_unit``) and :func:`log2_codes` (a leading-one detector, a
+shift and a Horner polynomial on the mantissa, like ``Exp2``; the standalone
+:class:`fusemax.hw.arith.Log2`, not in the design). Divides of other formats than RNV/RD
 use the same ``Divider`` twin (:func:`divide_codes`).
 """
 
@@ -122,6 +124,16 @@ def sigmoid_codes(x2, nc: NumericsConfig, out: FixedFormat | None = None):
     sig, sat, _ = divide_codes(num, nc.exp.frac, one + t, nc.exp.frac, out, nc,
                                num_width=nc.exp.width + 2, den_width=nc.exp.width + 2)
     return sig, sat
+
+
+#: The normalised sigmoid attention's epsilon: ``w / (w.sum(-1) + 1e-8)`` (Attention-Sink).
+SIGMOID_NORM_EPS = 1e-8
+
+
+def sigmoid_eps_code(nc: NumericsConfig) -> int:
+    """:data:`SIGMOID_NORM_EPS` in RD codes (0 for ``rd.frac`` < 26: every preset); the divisor
+    of the normalised sigmoid is RD + this, in the golden and in the 1D PE."""
+    return int(round(SIGMOID_NORM_EPS * (1 << nc.rd.frac)))
 
 
 def _bit_length(x: np.ndarray) -> np.ndarray:
@@ -443,7 +455,8 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
     BQK as in FuseMax (log2 units), SN = :func:`sigmoid_codes` (BQK) in the exp format (0 for
     hidden keys), RNV = sat(RNV + round(Σ SN·V → rnv.frac)); normalised: RD = sat(RD +
     round(Σ SN → rd.frac)) and AV = divide(RNV, RD + round(1e-8)), else AV = round(RNV → out).
-    No max, no rescale."""
+    No max, no rescale. RD is summed (its saturation counted) without the norm too: the
+    hardware's ``MODE sigmoid=1 nonorm=1`` does."""
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
     nc = config.numerics
     mode = nc.rounding
@@ -459,13 +472,12 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
         snv_r = nm.round_shift_to(sn @ vt, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
         rnv, f1 = nm.requantize(rnv + snv_r, nc.rnv.frac, nc.rnv, mode)
         sat["rnv"] += int(np.count_nonzero(f1))
-        if normalize:
-            sd_r = nm.round_shift_to(sn.sum(-1), nc.exp.frac, nc.rd.frac, mode)
-            rd, f2 = nm.requantize(rd + sd_r, nc.rd.frac, nc.rd, mode)
-            sat["rd"] += int(np.count_nonzero(f2))
+        sd_r = nm.round_shift_to(sn.sum(-1), nc.exp.frac, nc.rd.frac, mode)
+        rd, f2 = nm.requantize(rd + sd_r, nc.rd.frac, nc.rd, mode)
+        sat["rd"] += int(np.count_nonzero(f2))
     dz = np.zeros(rnv.shape, bool)
     if normalize:
-        eps = np.int64(round(1e-8 * (1 << nc.rd.frac)))
+        eps = np.int64(sigmoid_eps_code(nc))
         av, s_out, dz = nm.divide(rnv, (rd + eps)[..., None], nc)
     else:
         av, s_out = nm.requantize(rnv, nc.rnv.frac, nc.out, mode)

@@ -779,6 +779,13 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     * **attention-3pass** (``three_pass``): every block runs its tiles twice (pass 1 for the
       global max, then passes 2 and 3 merged), so 2U tiles at the binding's per-tile cost and
       the same per-block and start-up terms (Q, output, AV once per block).
+    * **sigmoid-norm, sigmoid-nonorm** (``sigmoid``): the 2D PEs' sigmoids (latency Ls =
+      ``numerics.sigmoid_cycles``, 24) replace SLN's exps (d + 1); docs/variants.md section 5
+      ("Sigmoid unit"): stage Z holds one tile and a tile's SLNV starts the cycle after its
+      sigmoids are done, so a tile costs max(E + F + 2/k, Ls + 1), and once per run the last
+      tile's SLNV waits Ls - (d + 1) cycles more. Serial tiles: E + F + Ls + 5. Exact where the
+      sigmoids hide (E + F >= Ls + 5) or set the pace (E + F + 2/k <= Ls + 1); in between the
+      emulation of that section measured up to 2.3 cycles per tile more than the model.
     * **architecture** (every TILE ``serial``): a tile runs alone: E (BQK) + 5 (score, LM, RM)
       + d + 1 (exps) + F (SLNV) = E + F + d + 6 cycles, more than its E + F lines, so the
       MACs set the pace and each chunk loads behind the previous tile. Per block: the RNV
@@ -796,16 +803,20 @@ def rtl_binding_model(config: Any, shape: Any, causal: bool = False) -> dict:
     U = count_tiles(w, config.rows, config.cols, causal)
     blocks = w.B * w.H * _ceil(w.P, config.cols)
     av = w.F + max(w.F, n.div_cycles + 1) + 1
+    ls = n.sigmoid_cycles
     terms = {
         "fusemax": {"tile": max(w.E + w.F + 2 / k, d + 7), "block": w.E + w.F + 2 / k + L + 1,
                     "start": w.E + 2 * (w.E + w.F) + 2 * (L + 1)},
         "architecture": {"tile": w.E + w.F + d + 6, "block": av + 5,
                          "start": 2 * w.E + w.F + 2 * (L + 1)},
     }
-    out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av, "bindings": {},
-           "three_pass": {}}
-    for b, t in terms.items():
-        for key, passes in (("bindings", 1), ("three_pass", 2)):
+    sigmoid = {"fusemax": {**terms["fusemax"], "tile": max(w.E + w.F + 2 / k, ls + 1),
+                           "start": terms["fusemax"]["start"] + ls - (d + 1)},
+               "architecture": {**terms["architecture"], "tile": w.E + w.F + ls + 5}}
+    out = {"tiles": U, "blocks": blocks, "insns_per_line": k, "av_cycles": av,
+           "sigmoid_cycles": ls, "bindings": {}, "three_pass": {}, "sigmoid": {}}
+    for b, t0 in terms.items():
+        for key, passes, t in (("bindings", 1, t0), ("three_pass", 2, t0), ("sigmoid", 1, sigmoid[b])):
             cyc = t["start"] + blocks * t["block"] + passes * U * t["tile"]
             out[key][b] = {"cycles": cyc, "per_tile_cycles": t["tile"], "block_overhead": t["block"],
                            "start_cycles": t["start"], "tiles_run": passes * U,

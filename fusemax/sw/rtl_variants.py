@@ -1,9 +1,10 @@
 """The attention variants the FuseMax RTL runs: what the host does before and after, and what the
 result must equal (docs/variants.md, "On the RTL").
 
-Every variant here runs on the hardware as plain 1-pass attention (``attention-1pass``): the host
-changes the inputs, the compiler the tile list and the mask, and the bit-exact model of
-:mod:`fusemax.sw.golden_variants` says which integers must come out.
+Every variant here runs on the hardware as plain 1-pass attention (``attention-1pass``), or, for
+sigmoid attention, as the compiler's own ``sigmoid-*`` cascades (its ``MODE``; a design with
+``sigmoid_unit``): the host changes the inputs, the compiler the tile list and the mask, and the
+bit-exact model of :mod:`fusemax.sw.golden_variants` says which integers must come out.
 
 ======================  =====================================================================
 cascade                 on the RTL
@@ -18,6 +19,9 @@ attention-routing       the host routes [Q; K] (k-means centroids, top-w tokens 
                         gathers each cluster's queries and keys into contiguous rows, the RTL runs
                         the diagonal tiles of that layout, the host scatters the rows back
                         (``routing_golden``, then ``scatter_mean``)
+sigmoid-norm            nothing on the host: ``MODE sigmoid=1`` (SLN = sigmoid(BQK), no running
+                        max, AV = RNV / RD; ``sigmoid_golden(normalize=True)``)
+sigmoid-nonorm          ``MODE sigmoid=1 nonorm=1``: AV = RNV rounded to the output format
 ======================  =====================================================================
 
 Causal alignment: the RTL's ``CAUSAL`` shows query p the keys m <= p + M' - P of its M' keys.
@@ -54,17 +58,18 @@ RTL_VARIANTS = {
     "attention-local": "only the sliding window's tiles, CAUSAL 1 and WINDOW W",
     "attention-routing": "k-means routing on the host, queries and keys gathered by cluster, "
                          "the block-diagonal tiles, the outputs scattered back",
+    "sigmoid-norm": "nothing on the host; MODE sigmoid=1 (a design with sigmoid_unit): sigmoid "
+                    "scores, RD and RNV plain sums, AV = RNV / RD",
+    "sigmoid-nonorm": "nothing on the host; MODE sigmoid=1 nonorm=1 (a design with "
+                      "sigmoid_unit): sigmoid scores, AV = RNV rounded to the output format",
 }
 
 #: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
 NOT_ON_RTL = {
-    "sigmoid-nonorm": "sigmoid in the 2D PEs (the unit exists standalone, fusemax.hw.arith.Sigmoid, "
-                      "but is not in the PE), a no-max mode (no RM, PRM = 1), AV as a requantize "
-                      "of RNV (no divide), a wider output format",
-    "sigmoid-norm": "sigmoid in the 2D PEs (standalone Sigmoid, not in the PE), the no-max mode "
-                    "(RD, RNV as plain sums)",
-    "attention-entropy": "SLN·BQK on the SLNV MAC (one more step), an RNV-file entry RT, and at "
-                         "the end a log2 unit, RM·RD (a multiplier) and a store of H",
+    "attention-entropy": "SLN·BQK on the SLNV MAC (one more step, with a second score register per "
+                         "2D PE), an RNV-file entry RT, and at the end a log2 unit (built "
+                         "standalone: fusemax.hw.arith.Log2, not in the 1D PE), RM·RD (a "
+                         "multiplier), a second divider format and a store of H",
     "act-calibration": "passes 2-3: column sums over all queries into an M-length buffer, the "
                        "per-query LSE kept from pass 1, compare, first-index reduce, a sparse "
                        "gather of the sink columns; multi-pass schedules",
@@ -86,14 +91,16 @@ VARIANT_OPTIONS = {
 }
 
 _PREPEND = ("attention-softmax1", "attention-kbias", "attention-kvbias")
+#: The sigmoid cascades -> normalised.
+_SIGMOID = {"sigmoid-norm": True, "sigmoid-nonorm": False}
 
 
 @dataclass
 class VariantRun:
-    """A variant ready for the RTL: compile ``q``, ``k``, ``v`` with ``causal`` / ``pattern``
-    (:func:`fusemax.sw.compiler.compile_attention`), compare the RTL's codes with
-    ``golden(config, scale).out_codes`` reshaped by :meth:`golden_codes`, map its output back
-    with ``finish`` and measure it against ``reference(scale)``."""
+    """A variant ready for the RTL: compile ``q``, ``k``, ``v`` as ``compile_cascade`` with
+    ``causal`` / ``pattern`` (:func:`fusemax.sw.compiler.compile_attention`), compare the RTL's
+    codes with ``golden(config, scale).out_codes`` reshaped by :meth:`golden_codes`, map its
+    output back with ``finish`` and measure it against ``reference(scale)``."""
 
     cascade: str
     how: str
@@ -107,6 +114,7 @@ class VariantRun:
     reference: Callable[[float], np.ndarray]   #: float64 output of the mechanism (B, H, P, F)
     finish: Callable[[np.ndarray], np.ndarray]  #: RTL-layout floats (B,H,P',F) -> (B, H, P, F)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: e.g. routing indices
+    compile_cascade: str = "attention-1pass"  #: the cascade the compiler maps
 
     def golden_codes(self, g: G.VariantGolden) -> np.ndarray:
         """The golden's output codes in the RTL's layout (B, H, P', F)."""
@@ -132,6 +140,8 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
       needs P <= M + 1.
     * local: ``window`` W >= 1 (query p sees keys p + M - P - W < m <= p + M - P; causal by
       definition).
+    * sigmoid-norm / sigmoid-nonorm: nothing to prepare (``causal`` as for plain attention);
+      the compiler emits MODE, which needs ``config.sigmoid_unit``.
     * routing: ``clusters`` C, ``cluster_size`` w (default min(P, M) // C; a multiple of rows
       and cols, so no tile straddles two clusters), ``means`` (C, E) or (H, C, E) centroids
       (default :func:`~fusemax.sw.variants.kmeans_init_means` with ``seed``; C defaults to
@@ -152,6 +162,8 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
         return _prepend(cascade, how, q, k, v, bool(causal), k_bias, v_bias)
     if cascade == "attention-local":
         return _local(how, q, k, v, window)
+    if cascade in _SIGMOID:
+        return _sigmoid(cascade, how, q, k, v, bool(causal))
     return _routing(how, q, k, v, bool(causal), rows, cols, clusters, cluster_size, means, seed)
 
 
@@ -191,6 +203,19 @@ def _prepend(cascade, how, q, k, v, causal, k_bias, v_bias) -> VariantRun:
 
     return VariantRun(cascade, how, q, k1, v1, causal, None, params, golden, reference,
                       lambda out: out)
+
+
+def _sigmoid(cascade, how, q, k, v, causal) -> VariantRun:
+    normalize = _SIGMOID[cascade]
+
+    def golden(config, scale):
+        return G.sigmoid_golden(q, k, v, config, normalize, scale, causal)
+
+    def reference(scale):
+        return V.sigmoid_attention(q, k, v, normalize, scale, causal)
+
+    return VariantRun(cascade, how, q, k, v, causal, None, {"causal": causal, "normalize": normalize},
+                      golden, reference, lambda out: out, compile_cascade=cascade)
 
 
 def _local(how, q, k, v, window) -> VariantRun:

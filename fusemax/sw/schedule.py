@@ -18,6 +18,9 @@ Version 3 over version 2: ``WINDOW`` (the sliding window's lower bound in the ma
 longer clearing RD (the background AV may still divide by it). Hardware of version 2 would
 ignore ``restart`` and silently compute something else, so the version changed: HDR makes a
 design stop with ``error.config`` on a schedule of another version.
+
+``MODE`` (sigmoid attention) was added within version 3: hardware without it stops with
+``error.opcode`` on it, and a design without the sigmoid unit with ``error.config``.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
     Opcode("WINDOW", 0x05, {"W": (0, 29)},
            "window lower bound of the mask: with W > 0, key m visible to query p only if "
            "m > p + M - P - W (with CAUSAL: the sliding window of W keys); 0 = off (default)"),
+    Opcode("MODE", 0x06, {"sigmoid": (0, 1), "nonorm": (1, 1)},
+           "score function of the tiles that follow: sigmoid = 1 makes SLN = sigmoid(BQK) with "
+           "no running max (PRM = 1 after a block's first tile: RD and RNV are plain sums; needs "
+           "a design with sigmoid_unit, else error.config); nonorm = 1 makes AV store RNV "
+           "rounded to the output format (a divide by 1) instead of RNV / RD; both 0 after start"),
     Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
            "load a query block (E lines) in the background and stage its first query p_base"),
     Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 2)},

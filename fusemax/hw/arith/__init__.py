@@ -17,17 +17,20 @@ component                 latency  twin (fusemax.sw.numerics)
 ``divide.PipelinedDivider``  w + 3  same, unrolled: a new start every cycle (busy always 0)
 ``sigmoid.Sigmoid``       d+s+5    ``golden_variants.sigmoid_codes``: Exp2(−|x|), then a
                                    bit-serial 1/(1 + t); s = out.frac (24 by default)
+``log2.Log2``             6        ``golden_variants.log2_codes``: log2 of RD (x > 0;
+                                   ``nonpos`` flags x <= 0): normaliser, Horner degree 5
 ========================  =======  =====================================================
 """
 
 from fusemax.hw.arith.divide import Divider, PipelinedDivider
 from fusemax.hw.arith.exp2 import Exp2
+from fusemax.hw.arith.log2 import Log2
 from fusemax.hw.arith.mac import Mac
 from fusemax.hw.arith.maxv import MaxValid
 from fusemax.hw.arith.requant import Requant
 from fusemax.hw.arith.rescale import Rescale
-from fusemax.hw.arith.sigmoid import Sigmoid
+from fusemax.hw.arith.sigmoid import Sigmoid, SigmoidReciprocal
 from fusemax.hw.arith.sub import Sub
 
-__all__ = ["Divider", "PipelinedDivider", "Exp2", "Mac", "MaxValid", "Requant", "Rescale", "Sigmoid",
+__all__ = ["Divider", "PipelinedDivider", "Exp2", "Log2", "Mac", "MaxValid", "Requant", "Rescale", "Sigmoid", "SigmoidReciprocal",
            "Sub"]

@@ -25,8 +25,8 @@ check the remainder. The PE's MAC cannot lend it: in the FuseMax binding it is b
 cycle (BQK of one tile, SLNV of the other) while the exps run (docs/architecture.md
 section 5), and the Exp2's Horner multiplier is only ``(exp_frac + 1) × score.frac`` bits
 wide. So NR would bring its own multiplier, about the size of the PE's MAC (2,496 cells),
-whereas this divider and its control are 493 cells (docs/variants.md, "Sigmoid unit
-(standalone)"); its longer latency hides behind the MACs when E + F >= L + 4.
+whereas this divider and its control are 493 cells (docs/variants.md, "Sigmoid unit"); its
+longer latency hides behind the MACs when E + F >= L + 5.
 
 Interface (start/busy/done, like Exp2)
 --------------------------------------
@@ -52,28 +52,35 @@ from fusemax.errors import FuseMaxError
 from fusemax.hw.arith.exp2 import Exp2
 
 
-class Sigmoid(wiring.Component):
+def quotient_bits_for(out) -> int:
+    """Quotient bits developed for the output format ``out``: ``out.frac + 2`` (the round bit
+    included); FuseMaxError for ``out.frac < 0``."""
+    if out.frac < 0:
+        raise FuseMaxError(f"Sigmoid: output format {out.describe()} needs frac >= 0")
+    return out.frac + 2
+
+
+class SigmoidReciprocal(wiring.Component):
+    """The sigmoid's second half on an Exp2 it does not own: ``y = round(num / (1 + t))``.
+
+    ``start`` (with the Exp2's start) samples ``neg`` (x < 0: num = t, else 1) and ``zero``
+    (the result is 0: a masked key); the division starts at ``t_done`` (the Exp2's done) from
+    ``t`` (its output register, which must hold until ``done``). ``done`` comes
+    ``quotient_bits + 2`` cycles after ``t_done``; ``y``/``sat`` hold until the next result.
+    The 2D PE uses it with its own Exp2 (docs/variants.md, sigmoid attention);
+    :class:`Sigmoid` wraps it with an Exp2 of its own.
+    """
+
     def __init__(self, numerics, out=None):
         self.numerics = numerics
         self.out = numerics.exp if out is None else out
-        self.quotient_bits = self.quotient_bits_for(self.out)
-        self.LATENCY = numerics.exp_cycles + self.quotient_bits + 2
+        self.quotient_bits = quotient_bits_for(self.out)
         super().__init__({
-            "start": In(1),
-            "x": In(signed(numerics.score.width)),
-            "busy": Out(1),
-            "done": Out(1),
-            "y": Out(self.out.shape()),
-            "sat": Out(1),
+            "start": In(1), "neg": In(1), "zero": In(1),
+            "t": In(numerics.exp.shape()), "t_done": In(1),
+            "busy": Out(1), "done": Out(1),
+            "y": Out(self.out.shape()), "sat": Out(1),
         })
-
-    @staticmethod
-    def quotient_bits_for(out) -> int:
-        """Quotient bits developed for the output format ``out``: ``out.frac + 2`` (the
-        round bit included); FuseMaxError for ``out.frac < 0``."""
-        if out.frac < 0:
-            raise FuseMaxError(f"Sigmoid: output format {out.describe()} needs frac >= 0")
-        return out.frac + 2
 
     def elaborate(self, platform):
         m = Module()
@@ -85,22 +92,14 @@ class Sigmoid(wiring.Component):
         dw = max(tw, ef + 1) + 1                # D = one + t
         rw = dw + 1                             # r < 2D
 
-        m.submodules.exp = exp = Exp2(nc)
-        go = self.start & ~self.busy
-        # exp2(−|x|): −|x| fits the Exp2's one-bit-wider input (−2^(w−1) included)
-        m.d.comb += [
-            exp.start.eq(go),
-            exp.x.eq(Mux(self.x < 0, self.x, -self.x)),
-            exp.x_ninf.eq(0),
-        ]
-
         pos = Signal(name="pos")          # x >= 0: numerator 1, else t
+        zero = Signal(name="zero_r")      # the result is 0 (masked)
         div = Signal(name="div")          # dividing (the exp is done)
         step = Signal(range(qb + 1), name="step")
         r = Signal(rw, name="r")
         quo = Signal(qb, name="quo")
 
-        t = exp.y.as_unsigned()[:tw]
+        t = self.t.as_unsigned()[:tw]
         den = (t + one)[:dw]
         fits = r >= den
         rbit = quo[0]
@@ -118,9 +117,9 @@ class Sigmoid(wiring.Component):
         m.d.sync += self.done.eq(0)
         with m.If(~self.busy):
             with m.If(self.start):
-                m.d.sync += [pos.eq(self.x >= 0), self.busy.eq(1)]
+                m.d.sync += [pos.eq(~self.neg), zero.eq(self.zero), self.busy.eq(1)]
         with m.Elif(~div):
-            with m.If(exp.done):
+            with m.If(self.t_done):
                 m.d.sync += [
                     r.eq(Mux(pos, one, t)),
                     quo.eq(0),
@@ -135,10 +134,45 @@ class Sigmoid(wiring.Component):
             ]
         with m.Else():
             m.d.sync += [
-                self.y.eq(Mux(too_hi, out.max_code, yv)),
-                self.sat.eq(too_hi),
+                self.y.eq(Mux(zero, 0, Mux(too_hi, out.max_code, yv))),
+                self.sat.eq(~zero & too_hi),
                 self.done.eq(1),
                 self.busy.eq(0),
                 div.eq(0),
             ]
+        return m
+
+
+class Sigmoid(wiring.Component):
+    def __init__(self, numerics, out=None):
+        self.numerics = numerics
+        self.out = numerics.exp if out is None else out
+        self.quotient_bits = self.quotient_bits_for(self.out)
+        self.LATENCY = numerics.exp_cycles + self.quotient_bits + 2
+        super().__init__({
+            "start": In(1),
+            "x": In(signed(numerics.score.width)),
+            "busy": Out(1),
+            "done": Out(1),
+            "y": Out(self.out.shape()),
+            "sat": Out(1),
+        })
+
+    quotient_bits_for = staticmethod(quotient_bits_for)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.exp = exp = Exp2(self.numerics)
+        m.submodules.recip = recip = SigmoidReciprocal(self.numerics, self.out)
+        go = self.start & ~self.busy
+        # exp2(−|x|): −|x| fits the Exp2's one-bit-wider input (−2^(w−1) included)
+        m.d.comb += [
+            exp.start.eq(go),
+            exp.x.eq(Mux(self.x < 0, self.x, -self.x)),
+            exp.x_ninf.eq(0),
+            recip.start.eq(go), recip.neg.eq(self.x < 0), recip.zero.eq(0),
+            recip.t.eq(exp.y), recip.t_done.eq(exp.done),
+            self.busy.eq(recip.busy), self.done.eq(recip.done),
+            self.y.eq(recip.y), self.sat.eq(recip.sat),
+        ]
         return m
