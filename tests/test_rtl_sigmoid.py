@@ -33,6 +33,8 @@ CASES = [
     (SIG, "sigmoid-norm", (1, 1, 9, 14, 5, 3), False, "fusemax"),
     (SIG, "sigmoid-norm", (1, 1, 10, 6, 4, 3), True, "fusemax"),      # P > M: queries see no key
     (SIG_WIDE, "sigmoid-nonorm", (2, 1, 7, 13, 6, 4), True, "fusemax"),
+    # head 1's first block sees no key: its AV (first=1) must store 0, not head 0's RNV
+    (SIG_WIDE, "sigmoid-nonorm", (1, 2, 10, 6, 4, 3), True, "fusemax"),
     (SIG_WIDE, "sigmoid-nonorm", (1, 1, 9, 10, 5, 3), False, "architecture"),
     (SIG, "sigmoid-nonorm", (1, 1, 5, 30, 5, 3), False, "fusemax"),    # 4 V: saturates s16.12
     (SIG, "sigmoid-norm", (1, 1, 6, 18, 16, 14), True, "fusemax"),    # E + F = 30: hidden
@@ -56,8 +58,9 @@ def test_sigmoid_bit_exact_on_the_rtl(cfg, cascade, shape, causal, binding):
         assert r["saturation"]["out"] > 0 and "out_saturated" in r["error_flags"]
     else:
         assert err["rel_rms"] < 5e-3, err
-    if shape[2] > shape[3] and causal and cascade == "sigmoid-norm":
-        assert r["div_by_zero"] > 0  # the queries that see no key: RD = 0
+    if shape[2] > shape[3] and causal:  # queries that see no key: output 0
+        assert not np.any(r["output_codes"][:, :, : shape[2] - shape[3]])
+        assert (r["div_by_zero"] > 0) == (cascade == "sigmoid-norm")  # RD = 0 vs a divide by 1
 
 
 @pytest.mark.verilator

@@ -38,8 +38,10 @@ With ``sigmoid_unit`` (sigmoid attention, ``MODE``): ``sig_mode`` makes PRM 0 fo
 first tile and 1.0 after it (no max: RD and RNV are plain sums), taken at the exps' start
 (RM.valid before the commit, ``prm_zero``) and applied at ``sln_done`` (the 2D sigmoids' done,
 so PRM changes when SLN does; the 1D exp does not run); ``nonorm`` makes AV divide by 1.0
-(RNV rounded to the output format) instead of by RD. In sigmoid mode without ``nonorm`` the
-divisor is RD + round(1e-8·2^rd.frac), the normalised sigmoid's epsilon (0 for every preset).
+(RNV rounded to the output format) instead of by RD, and the AV of a block without tiles
+(``reset_state``) divides 0, not the register file's stale RNV. The normalised sigmoid's
+epsilon, round(1e-8·2^rd.frac), is 0 for rd.frac < 26 (every preset); other RD formats are
+refused with the unit.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from fusemax.errors import FuseMaxError
 from fusemax.hw.arith import Exp2, MaxValid, PipelinedDivider, Requant, Rescale, Sub
 from fusemax.hw.formats import round_shift_hdl
 from fusemax.sw.golden_variants import sigmoid_eps_code
@@ -123,7 +126,13 @@ class PE1D(wiring.Component):
             exp.x.eq(sub.y), exp.x_ninf.eq(~self.rm_valid | self.prm_zero),
             self.prm.eq(prm), self.exp_done.eq(exp.done),
         ]
+        num = Signal.like(rport.data, name="div_num")
         if cfg.sigmoid_unit:
+            if sigmoid_eps_code(nc):
+                raise FuseMaxError(
+                    f"sigmoid_unit with rd {nc.rd.describe()}: the normalised sigmoid's epsilon "
+                    f"(1e-8) is {sigmoid_eps_code(nc)} RD codes; the 1D PE divides by RD alone "
+                    f"(exact for rd.frac < 26)")
             # sigmoid mode: PRM = 1.0 unless the block's first tile (RM not valid yet) or a
             # restart, decided at the exps' start and applied with the 2D's SLN
             one_next, one = Signal(name="prm_one_next"), Signal(name="prm_one")
@@ -131,15 +140,22 @@ class PE1D(wiring.Component):
                 m.d.sync += one_next.eq(self.rm_valid & ~self.prm_zero)
             with m.If(self.sln_done):
                 m.d.sync += one.eq(one_next)
-            eps = sigmoid_eps_code(nc)
+            # a block without tiles (reset_state) has no sums: its AV divides 0 (by RD = 0, or
+            # by 1.0 with nonorm, where the stale RNV would otherwise come out)
+            empty = Signal(name="av_empty")
+            with m.If(self.reset_state):
+                m.d.sync += empty.eq(1)
+            with m.Elif(self.exp_start):
+                m.d.sync += empty.eq(0)
             m.d.comb += [
                 exp.start.eq(self.exp_start & ~self.sig_mode),
                 prm.eq(Mux(self.sig_mode, Mux(one, 1 << nc.exp.frac, 0), exp.y)),
-                den.eq(Mux(self.nonorm, 1 << nc.rd.frac,
-                           self.rd + Mux(self.sig_mode, eps, 0) if eps else self.rd)),
+                den.eq(Mux(self.nonorm, 1 << nc.rd.frac, self.rd)),
+                num.eq(Mux(empty, 0, rport.data)),
             ]
         else:
-            m.d.comb += [exp.start.eq(self.exp_start), prm.eq(exp.y), den.eq(self.rd)]
+            m.d.comb += [exp.start.eq(self.exp_start), prm.eq(exp.y), den.eq(self.rd),
+                         num.eq(rport.data)]
 
         # RD = sat(round_shift(SLD, exp.frac -> rd.frac) + RD·PRM)
         sld_rd = round_shift_hdl(self.sld, nc.exp.frac - nc.rd.frac, mode)
@@ -173,7 +189,7 @@ class PE1D(wiring.Component):
         # AV = RNV[f] / RD on a pipelined divider (one divide per cycle); each result is
         # written back over RNV[f] (sign-extended) in its done cycle (``wb_sel``).
         m.d.comb += [
-            div.num.eq(rport.data), div.den.eq(den), div.start.eq(self.div_start),
+            div.num.eq(num), div.den.eq(den), div.start.eq(self.div_start),
             self.div_done.eq(div.done),
             self.out_sat.eq(div.done & self.av_lane_ok & div.sat), self.dz.eq(div.done & self.av_lane_ok & div.dz),
         ]
