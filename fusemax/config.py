@@ -236,6 +236,13 @@ class NumericsConfig:
         1 round/output step = d + exp.frac + 5 (24 for fx16 and int8)."""
         return self.exp_cycles + self.exp.frac + 4
 
+    @property
+    def sigmoid_eps_code(self) -> int:
+        """The normalised sigmoid attention's epsilon, ``w / (w.sum(-1) + 1e-8)`` (Attention-Sink),
+        in RD codes: 0 for ``rd.frac`` < 26 (every preset). The golden divides by RD + this; a
+        design with ``sigmoid_unit`` divides by RD alone, so it needs this to be 0."""
+        return int(round(1e-8 * (1 << self.rd.frac)))
+
     def to_dict(self) -> dict[str, Any]:
         return _fields_to_dict(self)
 
@@ -309,8 +316,8 @@ class FuseMaxConfig:
     mem_latency: int = 4
     #: Give every 2D PE a sigmoid reciprocal (``fusemax.hw.arith.SigmoidReciprocal``, sharing
     #: the PE's Exp2) and the 1D PEs a no-max mode, for the sigmoid attention cascades
-    #: (``sigmoid-norm``, ``sigmoid-nonorm``; schedule instruction ``MODE``). About +493
-    #: cells per 2D PE (docs/variants.md); off by default.
+    #: (``sigmoid-norm``, ``sigmoid-nonorm``; schedule instruction ``MODE``). +542
+    #: cells per 2D PE (+10 %; docs/synthesis.md); off by default.
     sigmoid_unit: bool = False
 
     def __post_init__(self):
@@ -328,6 +335,11 @@ class FuseMaxConfig:
                   "mem_latency": (1, 64)}
         if not isinstance(self.sigmoid_unit, bool):
             raise FuseMaxError(f"config sigmoid_unit must be true or false, got {self.sigmoid_unit!r}")
+        if self.sigmoid_unit and self.numerics.sigmoid_eps_code:
+            raise FuseMaxError(
+                f"config sigmoid_unit with numerics.rd {self.numerics.rd.describe()}: the normalised "
+                f"sigmoid's epsilon 1e-8 is {self.numerics.sigmoid_eps_code} RD codes, and the 1D PE "
+                f"divides by RD alone (exact for rd.frac < 26)")
         for attr, (lo, hi) in limits.items():
             v = getattr(self, attr)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:

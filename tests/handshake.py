@@ -8,6 +8,14 @@ from amaranth.lib.wiring import In
 from amaranth.sim import Simulator
 
 
+def used(component):
+    """Elaborate once (as a build would), so Amaranth does not warn about an unused component."""
+    from amaranth.hdl import Fragment
+
+    Fragment.get(component, None)
+    return component
+
+
 class _Bank(wiring.Component):
     """``units`` (start/x/done/y components) sharing one start."""
 

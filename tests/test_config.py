@@ -142,3 +142,19 @@ def test_explicit_coefficients_and_derived():
     cfg = preset("small")
     assert cfg.sld_width >= d.exp.width + 3 and cfg.slnv_width >= d.exp.width + d.v.width + 3
     assert "score" in cfg.describe()
+
+
+def test_sigmoid_unit_needs_a_zero_epsilon_in_rd_codes():
+    """The 1D PE divides by RD alone; an RD format in which 1e-8 is a nonzero code is refused."""
+    replace = dataclasses.replace
+    cfg = preset("tiny-sigmoid")
+    assert cfg.sigmoid_unit and cfg.numerics.sigmoid_eps_code == 0
+    fine = replace(cfg.numerics, rd=FixedFormat(32, 25), rnv=FixedFormat(24, 16))
+    assert cfg.replace(numerics=fine).numerics.sigmoid_eps_code == 0
+    wide = replace(cfg.numerics, rd=FixedFormat(32, 26), rnv=FixedFormat(24, 16))
+    assert wide.sigmoid_eps_code == 1
+    assert not cfg.replace(sigmoid_unit=False, numerics=wide).sigmoid_unit  # no unit: accepted
+    with pytest.raises(FuseMaxError, match="epsilon 1e-8 is 1 RD codes"):
+        cfg.replace(numerics=wide)
+    with pytest.raises(FuseMaxError, match="sigmoid_unit must be true or false"):
+        cfg.replace(sigmoid_unit=1)

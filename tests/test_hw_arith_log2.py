@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from handshake import run_bank
+from handshake import run_bank, used as _used
 
 from fusemax.config import FuseMaxConfig, NumericsConfig, preset
 from fusemax.errors import FuseMaxError
@@ -65,14 +65,6 @@ def every_mantissa(k: int, seed: int = 0) -> np.ndarray:
     junk = np.random.default_rng(seed).integers(0, 1 << (k - LOG2_FRAC), len(u)) \
         if k > LOG2_FRAC else 0
     return (np.int64(1) << np.int64(k)) + (u << np.int64(k - LOG2_FRAC)) + junk
-
-
-def _used(component):
-    """Elaborate once (as a build would), so Amaranth does not warn about an unused component."""
-    from amaranth.hdl import Fragment
-
-    Fragment.get(component, None)
-    return component
 
 
 def test_ports_latency_and_formats():

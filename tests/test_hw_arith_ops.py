@@ -16,6 +16,7 @@ from fusemax.hw.arith import Divider, Exp2, Mac, MaxValid, Requant, Rescale, Sub
 from fusemax.hw.arith.harness import PORTS, harness_vectors, make_operator, pysim_check
 from fusemax.hw.formats import FixedFormat as FF
 from fusemax.sw import numerics as nm
+from handshake import used as _used
 
 CONFIGS = {
     "fx16": preset("tiny"),
@@ -41,14 +42,6 @@ def test_operator_matches_twin(cfg_vectors, prefix):
     cfg, vectors = cfg_vectors
     op = make_operator(cfg, prefix)
     assert pysim_check(op, prefix, vectors) > 0
-
-
-def _used(component):
-    """Elaborate once (as a build would), so Amaranth does not warn about an unused component."""
-    from amaranth.hdl import Fragment
-
-    Fragment.get(component, None)
-    return component
 
 
 def test_signatures_and_latency():

@@ -11,7 +11,6 @@ from amaranth.sim import Simulator
 
 from fusemax.config import preset
 from fusemax.hw.pe2d import PE2D, operand_widths
-from fusemax.hw.arith.sigmoid import Sigmoid
 from fusemax.sw import numerics as nm
 from fusemax.sw.golden_variants import sigmoid_codes
 
@@ -119,7 +118,7 @@ def test_pe2d_sigmoid_mode():
     start, the MAC's SLNV operand is it, and RM plays no part (random RM, RM.valid)."""
     cfg = preset("tiny-sigmoid")
     nc = cfg.numerics
-    L = Sigmoid(nc).LATENCY
+    L = nc.sigmoid_cycles
     rng = np.random.default_rng(3)
     pe = PE2D(cfg)
     trials = [(_rand(rng, nc.q, 4), _rand(rng, nc.k, 4), int(rng.integers(-300, 300)),

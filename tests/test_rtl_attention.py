@@ -11,16 +11,13 @@ import pytest
 
 from fusemax.config import preset
 from fusemax.sw.compiler import buffer_bytes, compile_attention, hex_lines, read_hex
+from workloads import random_attention
 from rtl_checks import check_report
 
 pytestmark = pytest.mark.verilator
 
 
-def _inputs(shape, seed=0, amp=1.0):
-    B, H, M, P, E, F = shape
-    rng = np.random.default_rng(seed)
-    return (amp * rng.normal(size=(B, H, P, E)), amp * rng.normal(size=(B, H, M, E)),
-            rng.normal(size=(B, H, M, F)))
+_inputs = random_attention
 
 
 def _check(report, expect_flags=None):

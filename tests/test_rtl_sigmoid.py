@@ -15,6 +15,7 @@ import pytest
 from fusemax.config import preset
 from fusemax.hw.formats import FixedFormat
 from fusemax.sim.attention import simulate
+from workloads import random_attention
 from rtl_checks import check_report
 
 SIG = preset("tiny-sigmoid")
@@ -23,8 +24,7 @@ SIG_WIDE = SIG.replace(name="tiny-sigmoid-s16.8", numerics=replace(SIG.numerics,
 
 
 def _qkv(B, H, P, M, E, F, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    return random_attention((B, H, M, P, E, F), seed)
 
 
 # (config, cascade, (B, H, P, M, E, F), causal, binding)

@@ -23,14 +23,14 @@ from fusemax.sw.compiler import Shape, compile_attention, compile_schedule
 from fusemax.sw.executor import execute
 from fusemax.sw.patterns import Band, Causal, Dense, Routing, sliding_window, tiles_touched
 from fusemax.sw.rtl_variants import RTL_VARIANTS, prepare
+from workloads import random_attention
 from rtl_checks import check_report
 
 TINY = preset("tiny")
 
 
 def _qkv(B, H, P, M, E, F, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    return random_attention((B, H, M, P, E, F), seed)
 
 
 def _bias(shape, seed=7):

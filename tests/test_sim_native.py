@@ -13,12 +13,10 @@ import pytest
 from fusemax.config import preset
 from fusemax.errors import FuseMaxError
 from fusemax.sw.compiler import compile_attention
+from workloads import random_attention
 
 
-def _inputs(shape, seed=0):
-    B, H, M, P, E, F = shape
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+_inputs = random_attention
 
 
 def _both(shape, seed, **kw):

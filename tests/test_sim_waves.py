@@ -22,6 +22,7 @@ from fusemax.errors import FuseMaxError
 from fusemax.sim import waves as wv
 from fusemax.sim.timeline import gantt, read_activity, utilization_plot
 from fusemax.sw.schedule import encode, mnemonic
+from workloads import random_attention
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -230,9 +231,7 @@ SHAPE = (1, 1, 16, 4, 4, 4)  # B, H, M, P, E, F: 4 tiles on tiny
 
 
 def _inputs(seed=0):
-    B, H, M, P, E, F = SHAPE
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    return random_attention(SHAPE, seed)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw import schedule as sf
 from fusemax.sw.compiler import (Shape, compile_attention, compile_schedule, parse_shape, read_hex,
                                  visible_chunks, buffer_bytes)
+from workloads import random_attention
 
 
 def ops(sched):
@@ -87,11 +88,8 @@ def test_instructions_packed_per_line(name):
         assert word == ins.word
 
 
-def _rand_qkv(shape):
-    rng = np.random.default_rng(0)
-    return (rng.standard_normal((shape.B, shape.H, shape.P, shape.E)),
-            rng.standard_normal((shape.B, shape.H, shape.M, shape.E)),
-            rng.standard_normal((shape.B, shape.H, shape.M, shape.F)))
+def _rand_qkv(s):
+    return random_attention((s.B, s.H, s.M, s.P, s.E, s.F))
 
 
 def test_single_chunk_and_counts():
@@ -137,9 +135,8 @@ def test_causal_skips_fully_masked_tiles():
 
 def test_image_contents():
     c = preset("rect")  # 8 rows, 4 cols, 8 lanes
-    rng = np.random.default_rng(0)
     B, H, M, P, E, F = 1, 2, 11, 6, 3, 5
-    q, k, v = rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    q, k, v = random_attention((B, H, M, P, E, F))
     prog = compile_attention(c, q, k, v)
     from fusemax.sw.golden import quantize_inputs
     qc, kc, vc, _ = quantize_inputs(q, k, v, c, prog.scale)

@@ -13,6 +13,7 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw.compiler import compile_attention, compile_schedule
 from fusemax.sw.executor import decode_errors, execute
 from fusemax.sw.golden import attention_1pass, causal_mask
+from workloads import random_attention
 
 CASES = [
     ("tiny", (1, 1, 8, 4, 4, 4), False),
@@ -30,10 +31,7 @@ CASES = [
 def run(cfg, shape, causal, seed=0, scale=None, amp=1.0):
     c = preset(cfg)
     B, H, M, P, E, F = shape
-    rng = np.random.default_rng(seed)
-    q = amp * rng.normal(size=(B, H, P, E))
-    k = amp * rng.normal(size=(B, H, M, E))
-    v = rng.normal(size=(B, H, M, F))
+    q, k, v = random_attention(shape, seed, amp)
     prog = compile_attention(c, q, k, v, scale=scale, causal=causal)
     res = execute(c, prog.image, prog.sched_base)
     gold = attention_1pass(q, k, v, c, scale=scale, mask=causal_mask(P, M) if causal else None)
@@ -116,8 +114,7 @@ def test_executor_3pass_matches_golden(cfg, shape, causal, binding):
 
     c = preset(cfg)
     B, H, M, P, E, F = shape
-    rng = np.random.default_rng(3)
-    q, k, v = rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    q, k, v = random_attention(shape, 3)
     prog = compile_attention(c, q, k, v, causal=causal, cascade="attention-3pass", binding=binding)
     one = compile_attention(c, q, k, v, causal=causal, binding=binding)
     assert prog.schedule.tiles == 2 * one.schedule.tiles
@@ -155,8 +152,7 @@ def test_executor_sigmoid_matches_golden(cfg, shape, causal, cascade, binding):
 
     c = _sigmoid_config(cfg)
     B, H, M, P, E, F = shape
-    rng = np.random.default_rng(7)
-    q, k, v = rng.normal(size=(B, H, P, E)), rng.normal(size=(B, H, M, E)), rng.normal(size=(B, H, M, F))
+    q, k, v = random_attention(shape, 7)
     prog = compile_attention(c, q, k, v, causal=causal, cascade=cascade, binding=binding)
     one = compile_schedule(c, prog.shape, causal=causal, binding=binding)
     ops = [i.op for i in prog.instructions]

@@ -15,12 +15,11 @@ from fusemax.errors import FuseMaxError
 from fusemax.hw.formats import FixedFormat as FF
 from fusemax.sw.golden import (SAT_ROLES, attention_1pass, causal_mask, error_stats, golden_for,
                                reference_attention)
+from workloads import random_attention
 
 
 def normal(seed, B, H, P, M, E, F):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((B, H, P, E)), rng.standard_normal((B, H, M, E)),
-            rng.standard_normal((B, H, M, F)))
+    return random_attention((B, H, M, P, E, F), seed)
 
 
 def rel_rms(out, ref):

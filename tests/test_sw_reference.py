@@ -8,6 +8,7 @@ from fusemax.sw.cascade.check import check_cascade
 from fusemax.sw.cascade.syntax import CascadeError, parse_cascade
 from fusemax.sw.library import cascade_text, load_cascade
 from fusemax.sw.reference import evaluate
+from workloads import random_attention
 
 ATTENTION = ["attention-3pass", "attention-2pass", "attention-1pass"]
 SHAPES = [  # B, H, M, P, E, F
@@ -16,13 +17,6 @@ SHAPES = [  # B, H, M, P, E, F
     (1, 2, 5, 17, 3, 2),
     (3, 1, 64, 8, 16, 8),
 ]
-
-
-def random_attention(shape, seed=0):
-    b, h, m, p, e, f = shape
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((b, h, p, e)), rng.standard_normal((b, h, m, e)),
-            rng.standard_normal((b, h, m, f)))
 
 
 def rel_err(a, b):

@@ -24,7 +24,8 @@ from fusemax.sw.patterns import (
     Band, BlockLocal, Causal, Dense, Routing, sliding_window, tile_plan, tile_stats, tiles_touched,
 )
 from fusemax.sw.reference import evaluate
-from test_sw_reference import random_attention as rand, rel_err  # tests/ is on sys.path
+from test_sw_reference import rel_err  # tests/ is on sys.path
+from workloads import random_attention as rand
 
 # (B, H, M, P, E, F): odd sizes; the last has more queries than keys (causal rows that see nothing)
 SHAPES = [(2, 1, 23, 19, 5, 7), (1, 2, 37, 37, 8, 3), (1, 1, 9, 13, 3, 2)]
@@ -332,7 +333,7 @@ def test_the_core_loop_is_the_plain_golden(causal):
     mask = causal_mask(37, 45) if causal else None
     g = attention_1pass(q, k, v, CFG, mask=mask)
     qc, kc, vc, _ = quantize_inputs(q, k, v, CFG, 1 / 4)
-    state, sat, _ = G.fusemax_state(qc, kc, vc, CFG, mask)
+    state, sat = G.fusemax_state(qc, kc, vc, CFG, mask)
     r = G._finish("core", state, sat, CFG, 0.25, 0, 0)
     assert np.array_equal(r.out_codes, g.out_codes)
 

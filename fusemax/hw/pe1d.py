@@ -40,8 +40,8 @@ first tile and 1.0 after it (no max: RD and RNV are plain sums), taken at the ex
 so PRM changes when SLN does; the 1D exp does not run); ``nonorm`` makes AV divide by 1.0
 (RNV rounded to the output format) instead of by RD, and the AV of a block without tiles
 (``reset_state``) divides 0, not the register file's stale RNV. The normalised sigmoid's
-epsilon, round(1e-8·2^rd.frac), is 0 for rd.frac < 26 (every preset); other RD formats are
-refused with the unit.
+epsilon is 0 in RD codes (``NumericsConfig.sigmoid_eps_code``; the config refuses the unit
+otherwise).
 """
 
 from __future__ import annotations
@@ -51,10 +51,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from fusemax.errors import FuseMaxError
 from fusemax.hw.arith import Exp2, MaxValid, PipelinedDivider, Requant, Rescale, Sub
 from fusemax.hw.formats import round_shift_hdl
-from fusemax.sw.golden_variants import sigmoid_eps_code
 
 
 def rf_width(config) -> int:
@@ -128,11 +126,6 @@ class PE1D(wiring.Component):
         ]
         num = Signal.like(rport.data, name="div_num")
         if cfg.sigmoid_unit:
-            if sigmoid_eps_code(nc):
-                raise FuseMaxError(
-                    f"sigmoid_unit with rd {nc.rd.describe()}: the normalised sigmoid's epsilon "
-                    f"(1e-8) is {sigmoid_eps_code(nc)} RD codes; the 1D PE divides by RD alone "
-                    f"(exact for rd.frac < 26)")
             # sigmoid mode: PRM = 1.0 unless the block's first tile (RM not valid yet) or a
             # restart, decided at the exps' start and applied with the 2D's SLN
             one_next, one = Signal(name="prm_one_next"), Signal(name="prm_one")

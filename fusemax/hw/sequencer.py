@@ -171,7 +171,9 @@ class Sequencer(wiring.Component):
         x_val, x_age, x_slot, x_ser = Signal(name="x_valid"), Signal(3, name="x_age"), Signal(2, name="x_slot"), Signal(name="x_serial")
         z_val, z_rdy, z_slot, z_ser = Signal(name="z_valid"), Signal(name="z_ready"), Signal(2, name="z_slot"), Signal(name="z_serial")
         b_run, b_cnt, b_slot, b_ser = Signal(name="b_run"), Signal(DIM_W, name="b_cnt"), Signal(2, name="b_slot"), Signal(name="b_serial")
+        # the exps run while a tile is in Z and not ready (no register of their own)
         exp_run = Signal(name="exp_run")
+        m.d.comb += exp_run.eq(z_val & ~z_rdy)
         # TILE.restart travels with its tile to the exps' start (PRM = 0 there)
         a_rst, x_rst = Signal(name="a_restart"), Signal(name="x_restart")
 
@@ -210,14 +212,10 @@ class Sequencer(wiring.Component):
         clobber_ok = Mux(b_run, b_cnt + new_after >= self.F + 2, drain_ok)
         exp_go = Signal(name="exp_go")
         # (and RD, which they update, is not read by AV's divides any more)
-        m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & (~exp_run | self.exp_done) & clobber_ok & ~av_div)
+        m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & clobber_ok & ~av_div)
         m.d.comb += [self.exp2d_start.eq(exp_go), self.exp1d_start.eq(exp_go), self.rm_commit.eq(exp_go),
                      self.prm_zero.eq(exp_go & x_rst),
                      self.score_en.eq(x_val & (x_age == 1)), self.rm_en.eq(x_val & (x_age == 3))]
-        with m.If(exp_go):
-            m.d.sync += exp_run.eq(1)
-        with m.Elif(self.exp_done):
-            m.d.sync += exp_run.eq(0)
 
         # a serial tile (or a tile after one) runs alone
         ser_hold = (a_run & a_ser) | (x_val & x_ser) | (z_val & z_ser) | (b_run & b_ser & ~b_last)
@@ -273,7 +271,7 @@ class Sequencer(wiring.Component):
             self.wb_sel.eq(self.div_done),
         ]
         eng_busy = Signal(name="engine_busy")
-        m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend | exp_run | self.exp_done)
+        m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend)
         all_busy = Signal(name="all_busy")
         m.d.comb += all_busy.eq(eng_busy | av_busy)
 
@@ -339,14 +337,11 @@ class Sequencer(wiring.Component):
                         m.d.sync += self.window.eq(field(w, "WINDOW", "W"))
                 with m.Elif(op == OPCODES["MODE"].code):
                     sig_f, nonorm_f = field(w, "MODE", "sigmoid"), field(w, "MODE", "nonorm")
-                    if not cfg.sigmoid_unit:
-                        with m.If(sig_f | nonorm_f):
-                            fail("config")
-                        with m.Elif(~all_busy):
-                            m.d.comb += pop.eq(1)
-                    else:
-                        with m.If(~all_busy):
-                            m.d.comb += pop.eq(1)
+                    with m.If((sig_f | nonorm_f) & int(not cfg.sigmoid_unit)):
+                        fail("config")  # no sigmoid unit
+                    with m.Elif(~all_busy):
+                        m.d.comb += pop.eq(1)
+                        if cfg.sigmoid_unit:
                             m.d.sync += [self.sig_mode.eq(sig_f), self.nonorm.eq(nonorm_f)]
                 with m.Elif(op == OPCODES["LDQ"].code):
                     # the Q buffer is read only by stage A

@@ -87,8 +87,12 @@ CATEGORY_PATTERNS = {
 MAC_PE_NAME = "mac_pe"
 
 _FF_RE = re.compile(r"^\$_(S|AL)?DFF|^\$_DLATCH|^\$_SR_|^\$_(S)?DFFSR")
-_MOD_RE = re.compile(r"^module\s+(\\\S+|[A-Za-z_][\w$]*)\s*\(", re.M)
-_INST_RE = re.compile(r"^\s+(\\\S+|[A-Za-z_][\w$]*)\s+(\\\S+|[A-Za-z_][\w$]*)\s*\(", re.M)
+_IDENT = r"(?:\\\S+|[A-Za-z_][\w$]*)"
+#: An optional ``#(...)`` parameter list (one level of nested parentheses), as the simulation
+#: wrapper's ``ext_mem`` has (:mod:`fusemax.sim.wrapper`); Amaranth's Verilog has none.
+_PARAMS = r"#\s*\((?:[^()]|\([^()]*\))*\)"
+_MOD_RE = re.compile(rf"^module\s+({_IDENT})\s*(?:{_PARAMS}\s*)?\(", re.M)
+_INST_RE = re.compile(rf"^\s+({_IDENT})(?:\s*{_PARAMS}\s*|\s+)({_IDENT})\s*\(", re.M)
 _TOKEN_RE = re.compile(r"\\\S+|\b[A-Za-z_][\w$]*\b")
 _AUTO_RE = re.compile(r"\$auto\$\S*?\$\d+")
 
@@ -433,16 +437,16 @@ def _pe_parts(members: list[tuple[str, str]], stats: _Stats) -> dict:
 def mac_pe_verilog(config: FuseMaxConfig) -> tuple[str, dict]:
     """Verilog of a plain MAC PE with the config's formats: ``Mac(q, k, qk_acc_width)`` (one
     multiplier, one adder, the accumulator register), module :data:`MAC_PE_NAME`."""
-    from amaranth.back import verilog
     from amaranth.hdl import signed
 
     from fusemax.hw.arith import Mac
+    from fusemax.sim.runner import to_verilog
 
     nc = config.numerics
     mac = Mac(signed(nc.q.width), signed(nc.k.width), nc.qk_acc_width)
     desc = {"component": "fusemax.hw.arith.Mac", "a_width": nc.q.width, "b_width": nc.k.width,
             "acc_width": nc.qk_acc_width}
-    return verilog.convert(mac, name=MAC_PE_NAME, emit_src=False), desc
+    return to_verilog(mac, MAC_PE_NAME), desc
 
 
 def resolve_top(verilog: str, top: str | None) -> tuple[str, str]:
@@ -467,6 +471,27 @@ def resolve_top(verilog: str, top: str | None) -> tuple[str, str]:
         examples = ", ".join(sorted({_pattern(p) for p, _ in insts})[:12])
         raise FuseMaxError(f"no module {top!r} in the design; instance patterns: {examples}, ...")
     raise FuseMaxError(f"--top {top!r} is ambiguous: {', '.join(p for p, _ in hits[:6])}")
+
+
+def _run_flow(designs: list[tuple[str, str, str, dict]], *, keep_dir: str | None, say: Progress,
+              timeout_s: float | None) -> tuple[float, list[_Stats]]:
+    """Run :data:`FLOW` on ``designs`` ((Verilog file, top module, prefix of the statistics
+    files, :func:`dedupe_verilog` result) each; ``design -reset`` between them) in one Yosys
+    run, in a temporary directory or ``keep_dir``. Returns the Yosys wall time and each
+    design's :class:`_Stats`."""
+    ctx = tempfile.TemporaryDirectory(prefix="fusemax-synth-") if keep_dir is None else None
+    work = Path(ctx.name if ctx else keep_dir)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        script: list[str] = []
+        for file, top, prefix, red in designs:
+            (work / file).write_text(red["verilog"])
+            script += (["design -reset"] if script else []) + flow_script(file, top, prefix)
+        t_y = run_yosys(script, work, say, timeout_s)
+        return t_y, [_Stats(work, prefix, red) for _, _, prefix, red in designs]
+    finally:
+        if ctx is not None:
+            ctx.cleanup()
 
 
 def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progress | None = None,
@@ -497,21 +522,9 @@ def synthesize(config: FuseMaxConfig, *, top: str | None = None, progress: Progr
         f"{len(red['representatives'])} distinct: synthesizing those")
     mac_v, mac_desc = mac_pe_verilog(config)
     mac_red = dedupe_verilog(mac_v, MAC_PE_NAME)
-
-    ctx = tempfile.TemporaryDirectory(prefix="fusemax-synth-") if keep_dir is None else None
-    work = Path(ctx.name if ctx else keep_dir)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "design.v").write_text(red["verilog"])
-        (work / "mac_pe.v").write_text(mac_red["verilog"])
-        script = (flow_script("design.v", top_name, "design_") + ["design -reset"]
-                  + flow_script("mac_pe.v", MAC_PE_NAME, "mac_"))
-        t_y = run_yosys(script, work, say, timeout_s)
-        stats = _Stats(work, "design_", red)
-        mac_stats = _Stats(work, "mac_", mac_red)
-    finally:
-        if ctx is not None:
-            ctx.cleanup()
+    t_y, (stats, mac_stats) = _run_flow(
+        [("design.v", top_name, "design_", red), ("mac_pe.v", MAC_PE_NAME, "mac_", mac_red)],
+        keep_dir=keep_dir, say=say, timeout_s=timeout_s)
 
     insts = instance_paths(top_name, red["children"], top_path)
     cats, by_cat = _categorize(insts, stats)
@@ -575,23 +588,14 @@ def synthesize_component(component, name: str, *, progress: Progress | None = No
     ``name``. Returns ``{"top", "flow", "total" (cells, flip_flops, coarse_cells, multipliers,
     ...), "parts" (cells per submodule instance and ``(own logic)``), "cell_types",
     "multiplier_widths", "time_s"}``."""
-    from amaranth.back import verilog as amaranth_verilog
+    from fusemax.sim.runner import to_verilog
 
     say = progress or (lambda msg: None)
     t_start = time.monotonic()
-    text = amaranth_verilog.convert(component, name=name, emit_src=False)
-    red = dedupe_verilog(text, name)
+    red = dedupe_verilog(to_verilog(component, name), name)
     say(f"{name}: {len(red['representatives'])} distinct Verilog modules")
-    ctx = tempfile.TemporaryDirectory(prefix="fusemax-synth-") if keep_dir is None else None
-    work = Path(ctx.name if ctx else keep_dir)
-    try:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "design.v").write_text(red["verilog"])
-        t_y = run_yosys(flow_script("design.v", name, "design_"), work, say, timeout_s)
-        stats = _Stats(work, "design_", red)
-    finally:
-        if ctx is not None:
-            ctx.cleanup()
+    t_y, (stats,) = _run_flow([("design.v", name, "design_", red)], keep_dir=keep_dir, say=say,
+                              timeout_s=timeout_s)
     parts = {"(own logic)": stats.local_of(name)["cells"]}
     for k, inst in red["children"][name]:
         parts[inst] = stats.total(k)["cells"]

@@ -55,10 +55,9 @@ def design_verilog(config: FuseMaxConfig, *, waves: bool = False) -> str:
     """``fusemax_top`` of ``config`` and the simulation wrapper, as one Verilog text
     (``waves``: with the wrapper's waveform control, :mod:`fusemax.sim.waves`)."""
     try:
-        import fusemax.hw.verilog  # noqa: F401
+        from fusemax.hw.verilog import cached_verilog
     except ModuleNotFoundError as exc:
         raise FuseMaxError(f"the hardware generator is not available ({exc})") from None
-    from fusemax.hw.verilog import cached_verilog
     from fusemax.sim.wrapper import wrapper_verilog
 
     return cached_verilog(config) + "\n" + wrapper_verilog(config, waves=waves)
@@ -357,7 +356,6 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "config_tag": int(config.digest(), 16) & 0xFFFF_FFFF,
     }
     if variant is not None:
-        L = program.layout
         grid = s.B * s.H * L.P2 * L.M1
         report["variant"] = {
             "cascade": cascade, "how": variant.how, "params": variant.params,

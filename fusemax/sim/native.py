@@ -3,7 +3,8 @@
 ``run_program(..., mode="native")`` (:mod:`fusemax.sim.attention`) uses it; on its own::
 
     build = build_native(design_verilog(config))   # once per config, cached under build/verilator/
-    failure = run_native(build, plusargs=[...], results=path, sched_base=0, timeout_cycles=10**6)
+    failure = run_native(build, plusargs=[...], results=path, sched_base=0, timeout_cycles=10**6,
+                         csr_count=len(CSR_NAMES))
 
 The harness is ``native_main.cpp`` next to this file (package data): it does what the cocotb
 bench ``tests/cocotb_benches/tb_attention.py`` does -- reset, one start pulse, clock until
@@ -105,12 +106,12 @@ def build_native(verilog: str, *, top: str | None = None, jobs: int | None = Non
     return Build(stem, bdir, None, built=built, build_s=build_s)
 
 
-def run_native(build, *, results: str | Path, timeout_cycles: int, sched_base: int = 0,
-               csr_count: int | None = None, plusargs: Sequence[str] = (),
+def run_native(build, *, results: str | Path, timeout_cycles: int, csr_count: int,
+               sched_base: int = 0, plusargs: Sequence[str] = (),
                cwd: str | Path | None = None, timeout_s: float | None = None) -> str | None:
     """Run the harness of ``build``; it writes the results JSON to ``results``.
 
-    ``csr_count``: counters to read (default: all of
+    ``csr_count``: counters to read (the first ``csr_count`` of
     :data:`fusemax.sim.attention.CSR_NAMES`). Returns None if ``done`` rose, or a message if
     the cycle limit was reached first (the results then say ``"timeout": true``). The log is
     ``native.log`` in ``cwd`` (default: the directory of ``results``).
@@ -122,10 +123,6 @@ def run_native(build, *, results: str | Path, timeout_cycles: int, sched_base: i
     """
     from fusemax.sim.runner import _run_group, _sim_timeout, _tail
 
-    if csr_count is None:
-        from fusemax.sim.attention import CSR_NAMES
-
-        csr_count = len(CSR_NAMES)
     timeout_s = _sim_timeout(timeout_s)
     results = Path(results)
     wd = Path(cwd) if cwd is not None else results.parent

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 from fusemax.cli import add_command, emit
 from fusemax.config import PRESETS, load_config
+from fusemax.sw.compiler import BINDINGS
 from fusemax.errors import FuseMaxError
 
 
@@ -84,7 +84,7 @@ def register(subparsers) -> None:
     p.add_argument("--causal", action="store_true",
                    help="causal mask aligned at the end of the keys (query p sees key m <= p + M - P)")
     p.add_argument("--scale", type=float, default=None, help="softmax scale (default 1/sqrt(E))")
-    p.add_argument("--binding", choices=("fusemax", "architecture"), default="fusemax",
+    p.add_argument("--binding", choices=BINDINGS, default="fusemax",
                    help="fusemax: tiles overlap (the paper's binding, default); architecture: every "
                         "tile runs alone (the +Architecture ablation), for comparison")
     p.add_argument("--mem-ready", type=int, default=100, metavar="PCT",
@@ -131,32 +131,35 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console(stderr=True, log_path=False)
-    with console.status(f"fusemax sim: {config.name}", spinner="dots") as status:
-        def progress(msg: str) -> None:
-            status.update(f"fusemax sim ({config.name}): {msg}")
-            console.log(msg)
+    waves = _wave_options(args)
+    temporary = waves is not None and not waves.record  # --timeline alone: a dump only for it
+    try:
+        with console.status(f"fusemax sim: {config.name}", spinner="dots") as status:
+            def progress(msg: str) -> None:
+                status.update(f"fusemax sim ({config.name}): {msg}")
+                console.log(msg)
 
-        waves = _wave_options(args)
-        try:
             report = simulate(config, q, k, v, scale=args.scale, causal=args.causal, waves=waves,
                               seed=args.seed, mem_ready_pct=args.mem_ready, progress=progress,
                               timeout_s=args.timeout, mode="native" if args.native else "cocotb",
                               binding=args.binding, cascade=cascade, **options)
-        except BaseException:  # a failure, a timeout or ^C: no temporary dump left behind
-            if waves is not None and not waves.record:
-                shutil.rmtree(waves.dir, ignore_errors=True)
-            raise
-    codes = report["output_codes"]
-    if codes is not None:
-        extra = {"O_codes": codes}
-        for name in ("index_q", "index_k"):
-            if name in report.get("variant_arrays", {}):
-                extra[name] = report["variant_arrays"][name]
-        save_attention_output(args.out, report["output"], had_batch,
-                              extra={n: a if had_batch else a[0, 0] for n, a in extra.items()})
-    data = report_json(report)
-    data["out"] = args.out if codes is not None else None
-    extra = _after_waves(args, report, data, waves)
+        codes = report["output_codes"]
+        if codes is not None:
+            extra = {"O_codes": codes}
+            for name in ("index_q", "index_k"):
+                if name in report.get("variant_arrays", {}):
+                    extra[name] = report["variant_arrays"][name]
+            save_attention_output(args.out, report["output"], had_batch,
+                                  extra={n: a if had_batch else a[0, 0] for n, a in extra.items()})
+        data = report_json(report)
+        data["out"] = args.out if codes is not None else None
+        extra = _after_waves(args, report, data, waves)
+    finally:  # also after a failure, a timeout or ^C: no temporary dump left behind
+        if temporary:
+            shutil.rmtree(waves.dir, ignore_errors=True)
+    if temporary:
+        data["waves"] = None
+        data.pop("waves_info", None)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(data, indent=2) + "\n")
@@ -191,44 +194,38 @@ def _wave_options(args: argparse.Namespace):
 
 
 def _after_waves(args: argparse.Namespace, report: dict, data: dict, waves) -> str:
-    """The timeline (--timeline) and the text about the waves; cleans a temporary dump."""
+    """The timeline (--timeline) and the text about the waves."""
     from fusemax.sim.waves import parse_window
 
     text = ""
-    try:
-        info = report["waves_info"]
-        if args.waves and info:
-            text += (f"\nwaves: {info['dump']} ({info['bytes'] / 1e6:.2f} MB), layout {info['gtkw']}"
-                     f"\n  open: scripts/waves.sh   (or: {info['open']})")
-            if info["format"] != "fst":
-                text += f"\n  {info['format_note']}"
-        elif args.waves:
-            text += (f"\nwaves: nothing was dumped into {args.waves} (does --waves-window start "
-                     f"after the run's {report['cycles']} cycles?)")
-        if args.timeline:
-            if not report["waves"]:
-                raise FuseMaxError("no dump to draw the timeline from (the run produced none)")
-            from fusemax.sim.timeline import gantt, read_activity
+    info = report["waves_info"]
+    if args.waves and info:
+        text += (f"\nwaves: {info['dump']} ({info['bytes'] / 1e6:.2f} MB), layout {info['gtkw']}"
+                 f"\n  open: scripts/waves.sh   (or: {info['open']})")
+        if info["format"] != "fst":
+            text += f"\n  {info['format_note']}"
+    elif args.waves:
+        text += (f"\nwaves: nothing was dumped into {args.waves} (does --waves-window start "
+                 f"after the run's {report['cycles']} cycles?)")
+    if args.timeline:
+        if not report["waves"]:
+            raise FuseMaxError("no dump to draw the timeline from (the run produced none)")
+        from fusemax.sim.timeline import gantt, read_activity
 
-            # the Hierarchy waves.finish read for the layout, else the dump's path
-            act = read_activity(getattr(info, "hierarchy", None) or report["waves"])
-            tl = gantt(act, args.timeline, window=parse_window(args.timeline_window),
-                       title=f"{report['config']} ({report['array']['rows']}x{report['array']['cols']})")
-            full = waves.window is None
-            diff = act.counter_diff(report["einsum_cycles"]) if full else None
-            tl["matches_counters"] = not diff if full else None
-            data["timeline"] = tl
-            text += f"\ntimeline: wrote {args.timeline} (cycles {tl['window'][0]}..{tl['window'][1] - 1})"
-            if full and not diff:
-                text += "; per-Einsum cycles in the dump match the RTL counters"
-            elif full:
-                in_dump = {k: d for k, (d, _) in diff.items()}
-                counters = {k: c for k, (_, c) in diff.items()}
-                text += (f"; WARNING: per-Einsum cycles in the dump {in_dump} differ from the RTL "
-                         f"counters {counters}")
-    finally:
-        if waves is not None and not waves.record:
-            shutil.rmtree(waves.dir, ignore_errors=True)
-            data["waves"] = None
-            data.pop("waves_info", None)
+        # the Hierarchy waves.finish read for the layout, else the dump's path
+        act = read_activity(getattr(info, "hierarchy", None) or report["waves"])
+        tl = gantt(act, args.timeline, window=parse_window(args.timeline_window),
+                   title=f"{report['config']} ({report['array']['rows']}x{report['array']['cols']})")
+        full = waves.window is None
+        diff = act.counter_diff(report["einsum_cycles"]) if full else None
+        tl["matches_counters"] = not diff if full else None
+        data["timeline"] = tl
+        text += f"\ntimeline: wrote {args.timeline} (cycles {tl['window'][0]}..{tl['window'][1] - 1})"
+        if full and not diff:
+            text += "; per-Einsum cycles in the dump match the RTL counters"
+        elif full:
+            in_dump = {k: d for k, (d, _) in diff.items()}
+            counters = {k: c for k, (_, c) in diff.items()}
+            text += (f"; WARNING: per-Einsum cycles in the dump {in_dump} differ from the RTL "
+                     f"counters {counters}")
     return text

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -74,11 +75,15 @@ class Activity:
         """[first, last + 1) of the sampled cycles (0, 0 when empty)."""
         return (int(self.cycles[0]), int(self.cycles[-1]) + 1) if len(self.cycles) else (0, 0)
 
+    @cached_property
+    def _run(self) -> np.ndarray:
+        """The cycles the RTL's counters count: busy, from the start pulse on."""
+        return self.busy & (self.cycles >= 0)
+
     def busy_cycles(self) -> dict[str, int]:
         """Cycles (from the start pulse on) in which each Einsum's hardware works while busy, as
         the RTL's counters count them."""
-        run = self.busy & (self.cycles >= 0)
-        return {name: int(np.count_nonzero(a & run)) for name, a in self.act.items()}
+        return {name: int(np.count_nonzero(a & self._run)) for name, a in self.act.items()}
 
     def counter_diff(self, einsum_cycles: dict[str, int]) -> dict[str, tuple[int | None, int | None]]:
         """Einsum -> (cycles in the dump, counter) wherever :meth:`busy_cycles` differs from the
@@ -90,25 +95,28 @@ class Activity:
                 if got.get(k) != want.get(k)}
 
     def array_busy(self) -> dict[str, int]:
-        run = self.busy & (self.cycles >= 0)
         out = {}
         for arr in ("2d", "1d"):
             names = [n for n, a in self.arrays.items() if a == arr]
             any_ = np.zeros(len(self.cycles), bool)
             for n in names:
                 any_ |= self.act[n]
-            out[arr] = int(np.count_nonzero(any_ & run))
+            out[arr] = int(np.count_nonzero(any_ & self._run))
         return out
 
     def utilization(self) -> dict[str, float]:
         """Busy fraction of each array over the sampled cycles in which the accelerator is busy."""
-        n = int(np.count_nonzero(self.busy & (self.cycles >= 0)))
-        return {k: (v / n if n else 0.0) for k, v in self.array_busy().items()}
+        return self._shares(self.array_busy())
+
+    def _shares(self, array_busy: dict[str, int]) -> dict[str, float]:
+        n = int(np.count_nonzero(self._run))
+        return {k: (v / n if n else 0.0) for k, v in array_busy.items()}
 
     def summary(self) -> dict[str, Any]:
-        return {"source": self.source, "cycles": list(self.span), "busy_cycles": int(np.count_nonzero(
-            self.busy & (self.cycles >= 0))), "einsum_cycles": self.busy_cycles(),
-            "array_busy": self.array_busy(), "utilization": self.utilization()}
+        arrays = self.array_busy()
+        return {"source": self.source, "cycles": list(self.span),
+                "busy_cycles": int(np.count_nonzero(self._run)), "einsum_cycles": self.busy_cycles(),
+                "array_busy": arrays, "utilization": self._shares(arrays)}
 
 
 def _sample(times: list[int], values: list[int], at: np.ndarray, default: int = 0) -> np.ndarray:
@@ -135,8 +143,7 @@ def read_activity(dump: str | os.PathLike | Hierarchy) -> Activity:
     top = h.first("clk", "busy")
     if top is None:
         raise FuseMaxError(f"{dump}: no scope with clk and busy (is this a fusemax_sim dump?)")
-    seq = h.first("cur_insn")
-    scope = seq if seq is not None and all(n in seq.vars for n in ACTIVITY) else h.first(*ACTIVITY)
+    scope = h.activity_scope()
     if scope is None:
         missing = [n for n in ACTIVITY if not any(n in s.vars for s in h.scopes)]
         raise FuseMaxError(f"{dump}: the activity signals are not in the dump "
@@ -163,7 +170,11 @@ def read_activity(dump: str | os.PathLike | Hierarchy) -> Activity:
     if "cycle" in ch:
         width = want["cycle"].bitwidth
         t, v = ch["cycle"]
-        cycles = _sample(t, [x - (1 << width) if x >= (1 << (width - 1)) else x for x in v], at, -1)
+        if width == 64:  # two's complement: the same bits as int64
+            signed = np.asarray(v, np.uint64).view(np.int64)
+        else:
+            signed = [x - (1 << width) if x >= (1 << (width - 1)) else x for x in v]
+        cycles = _sample(t, signed, at, -1)
         pre = np.flatnonzero(cycles < 0)  # before the start pulse the counter holds -1
         if len(pre) and pre[-1] == len(pre) - 1:
             cycles[: len(pre)] = np.arange(-len(pre), 0)
@@ -210,14 +221,15 @@ def gantt(activity: Activity, out: str | os.PathLike, *, window: tuple[int, int 
     fig, ax = plt.subplots(figsize=(width, 0.42 * len(rows) + 1.9))
     cmap = plt.get_cmap("tab10")
     n = len(rows)
+    ylim = (-0.7, n - 0.3)
     for i, name in enumerate(rows):
         y = n - 1 - i
         runs = _runs(a.act[name] & a.busy, a.cycles)
         base = cmap(i % 10)
         light = tuple(0.55 * c + 0.45 for c in base[:3]) + (1.0,)
-        for j, (start, length) in enumerate(runs):
-            ax.broken_barh([(start, length)], (y - 0.38, 0.76), facecolors=base if j % 2 == 0 else light,
-                           edgecolors="none")
+        for shade, alternate in ((base, runs[0::2]), (light, runs[1::2])):  # consecutive runs alternate
+            if alternate:
+                ax.broken_barh(alternate, (y - 0.38, 0.76), facecolors=shade, edgecolors="none")
     n2 = sum(1 for r in rows if a.arrays.get(r) == "2d")
     if 0 < n2 < n:
         ax.axhline(n - n2 - 0.5, color="0.3", lw=0.8)
@@ -226,19 +238,21 @@ def gantt(activity: Activity, out: str | os.PathLike, *, window: tuple[int, int 
     groups = [(arr, n - 1 - first - (count - 1) / 2) for arr, first, count in
               (("2D array", 0, n2), ("1D array", n2, n - n2)) if count]
     side = ax.twinx()  # the arrays' names on the right
-    side.set_ylim(-0.7, n - 0.3)
+    side.set_ylim(*ylim)
     side.set_yticks([y for _, y in groups], [a for a, _ in groups], rotation=90, va="center",
                     fontsize=9, color="0.25")
     side.tick_params(length=0)
-    idle = ~a.busy
-    for start, length in _runs(idle, a.cycles):
-        ax.axvspan(start, start + length, color="0.93", zorder=0, lw=0)
+    idle = _runs(~a.busy, a.cycles)
+    if idle:  # over the whole height (the limits are fixed below)
+        ax.broken_barh(idle, (ylim[0], ylim[1] - ylim[0]), facecolors="0.93", edgecolors="none",
+                       linewidth=0, zorder=0)
     ax.set_xlim(lo, hi)
-    ax.set_ylim(-0.7, n - 0.3)
+    ax.set_ylim(*ylim)
     ax.set_xlabel("cycle (from the start pulse)")
     ax.grid(axis="x", color="0.85", lw=0.5)
     ax.set_axisbelow(True)
-    u = a.utilization()
+    info = a.summary()
+    u = info["utilization"]
     head = title or "Einsums on the arrays"
     ax.set_title(f"{head}: cycles {lo}..{hi - 1}; 2D busy {100 * u['2d']:.1f} %, "
                  f"1D busy {100 * u['1d']:.1f} % (grey: not busy)", fontsize=10)
@@ -247,7 +261,6 @@ def gantt(activity: Activity, out: str | os.PathLike, *, window: tuple[int, int 
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)
-    info = a.summary()
     info["png"] = str(out)
     info["window"] = [lo, hi]
     return info

@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from fusemax.errors import FuseMaxError
+from fusemax.hw import synth
 
 __all__ = ["WaveOptions", "parse_window", "DPI_CPP", "dpi_source", "build_args", "instance_paths",
            "resolve_scopes", "plusargs", "dump_name", "format_note", "Hierarchy", "write_gtkw",
@@ -245,48 +246,20 @@ def build_args(prefix: str = "Vtop") -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # the hierarchy of the generated Verilog (for --waves-scope patterns)
 
-_IDENT = r"(?:\\\S+|[A-Za-z_][\w$]*)"
-_MODULE_RE = re.compile(rf"^[ \t]*module\s+({_IDENT})", re.M)
-_INSTANCE_RE = re.compile(rf"^[ \t]*({_IDENT})\s*(?:#\s*\((?:[^()]|\([^()]*\))*\)\s*)?({_IDENT})\s*\(",
-                          re.M)
-
-
-def _modules(verilog: str) -> dict[str, str]:
-    """Module name (backslash removed) -> body text."""
-    out: dict[str, str] = {}
-    for m in _MODULE_RE.finditer(verilog):
-        end = verilog.find("endmodule", m.end())
-        out[m.group(1).lstrip("\\")] = verilog[m.end(): end if end >= 0 else len(verilog)]
-    return out
-
 
 def instance_paths(verilog: str, top: str | None = None) -> dict[str, str]:
     """Instance path (dotted, from ``top``) -> module name, for every instance below ``top``
     (default the simulation wrapper ``fusemax_sim``), read from the Verilog text."""
     from fusemax.sim.wrapper import SIM_TOP
 
-    return _instance_paths(_modules(verilog), top or SIM_TOP)
+    return _instance_paths(synth.split_modules(verilog), top or SIM_TOP)
 
 
 def _instance_paths(mods: dict[str, str], top: str) -> dict[str, str]:
-    """:func:`instance_paths` of the modules ``mods`` (from :func:`_modules`)."""
+    """:func:`instance_paths` of the modules ``mods`` (:func:`fusemax.hw.synth.split_modules`)."""
     if top not in mods:
         raise FuseMaxError(f"module {top!r} not found in the Verilog")
-    children: dict[str, list[tuple[str, str]]] = {}
-    for name, body in mods.items():
-        children[name] = [(m.group(2).lstrip("\\"), m.group(1).lstrip("\\"))
-                          for m in _INSTANCE_RE.finditer(body) if m.group(1).lstrip("\\") in mods]
-    out = {top: top}
-    stack = [(top, top, 0)]
-    while stack:
-        path, mod, depth = stack.pop()
-        if depth > 64:
-            continue
-        for inst, sub in children.get(mod, []):
-            p = f"{path}.{inst}"
-            out[p] = sub
-            stack.append((p, sub, depth + 1))
-    return dict(sorted(out.items()))
+    return dict(sorted(synth.instance_paths(top, synth.module_children(mods))))
 
 
 def _declares(body: str, signal: str) -> bool:
@@ -297,7 +270,7 @@ def sequencer_path(verilog: str, paths: dict[str, str] | None = None) -> str | N
     """Instance path of the sequencer: the deepest instance whose module declares ``cur_insn``."""
     from fusemax.sim.wrapper import SIM_TOP
 
-    mods = _modules(verilog)
+    mods = synth.split_modules(verilog)
     return _sequencer_path(mods, paths if paths is not None else _instance_paths(mods, SIM_TOP))
 
 
@@ -333,7 +306,7 @@ def resolve_scopes(verilog: str, opts: WaveOptions) -> str:
 
     if not opts.limited:
         return ""
-    mods = _modules(verilog)  # parsed once for both
+    mods = synth.split_modules(verilog)  # parsed once for both
     paths = _instance_paths(mods, SIM_TOP)
     seq = _sequencer_path(mods, paths)
     items = [f"{SIM_TOP}:{int(opts.depth or 1)}"]
@@ -449,6 +422,15 @@ class Hierarchy:
     def first(self, *names: str) -> Scope | None:
         hits = self.with_vars(*names)
         return hits[0] if hits else None
+
+    def activity_scope(self) -> Scope | None:
+        """The scope of the per-Einsum activity signals (:data:`fusemax.hw.sequencer.ACTIVITY`):
+        the sequencer's (the scope of ``cur_insn``) when it has them all, else the first scope
+        that has them all."""
+        from fusemax.hw.sequencer import ACTIVITY
+
+        seq = self.first("cur_insn")
+        return seq if seq is not None and all(n in seq.vars for n in ACTIVITY) else self.first(*ACTIVITY)
 
 
 def _int(value) -> int:
@@ -613,7 +595,7 @@ def write_gtkw(dump: str | os.PathLike | Hierarchy, config=None,
         lay.end("sequencer")
 
     # --- per-Einsum activity ---
-    act = seq if seq is not None and all(n in seq.vars for n in ACTIVITY) else h.first(*ACTIVITY)
+    act = h.activity_scope()
     if act is not None:
         groups.append("activity")
         lay.begin("activity (per Einsum)")
@@ -657,17 +639,16 @@ def write_gtkw(dump: str | os.PathLike | Hierarchy, config=None,
     # --- 2D rows ---
     pes = h.with_vars("score", "sln", "valid")
     if pes:
-        rows: dict[Any, list[Scope]] = {}
-        for i, s in enumerate(sorted(pes, key=lambda s: _natural_key(s.full))):
+        rows: dict[Any, list[tuple[Scope, re.Match | None]]] = {}
+        for s in sorted(pes, key=lambda s: _natural_key(s.full)):
             rc = re.search(r"r(\d+)\D+c(\d+)", s.name)
-            rows.setdefault(int(rc.group(1)) if rc else 0, []).append(s)
+            rows.setdefault(int(rc.group(1)) if rc else 0, []).append((s, rc))
         groups.append("2D rows")
         lay.begin("2D rows")
         for r, members in sorted(rows.items()):
             label = f"row {r}"
             lay.begin(label, closed=True)
-            for s in members:
-                rc = re.search(r"r(\d+)\D+c(\d+)", s.name)
+            for s, rc in members:
                 pe = f"PE({rc.group(1)},{rc.group(2)})" if rc else s.name
                 for n in ("score", "valid", "sln"):
                     if n in s.vars:

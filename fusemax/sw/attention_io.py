@@ -165,6 +165,35 @@ def attention_dims(q: np.ndarray, k: np.ndarray, v: np.ndarray) -> tuple[int, ..
     return B, H, P, E, k.shape[2], v.shape[3]
 
 
+def bias_vector(name: str, x, B: int, H: int, n: int, dim: str | None = None) -> np.ndarray:
+    """A per-head bias vector as (B, H, n) float64: ``x`` is (n,), shared by every (b, h), or
+    (B, H, n); FuseMaxError on another shape or NaN/Inf. ``dim`` names the dimension n (e.g.
+    ``"E"``) in the shape error."""
+    shape = np.shape(x)
+    if shape not in ((n,), (B, H, n)):
+        want = f"({n},) or ({B}, {H}, {n})" if dim is None else \
+            f"({dim},) = ({n},) or (B, H, {dim}) = ({B}, {H}, {n})"
+        raise FuseMaxError(f"{name} must have shape {want}, got {shape}")
+    x = np.asarray(x, np.float64)
+    if not np.all(np.isfinite(x)):
+        raise FuseMaxError(f"{name} holds NaN or Inf")
+    return np.broadcast_to(x, (B, H, n))
+
+
+def prepend_bias(k: np.ndarray, v: np.ndarray, k_bias, v_bias=None, *,
+                 name_dims: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``k`` (B,H,M,E), ``v`` (B,H,M,F) with the bias key k* and value v* (zeros when
+    ``v_bias`` is None) in front as key 0: (B,H,M+1,E), (B,H,M+1,F). The biases are checked by
+    :func:`bias_vector` (``name_dims`` names E and F in its shape error)."""
+    B, H, _, E = k.shape
+    F = v.shape[3]
+    kb = bias_vector("k_bias", k_bias, B, H, E, "E" if name_dims else None)
+    vb = np.zeros((B, H, F)) if v_bias is None else \
+        bias_vector("v_bias", v_bias, B, H, F, "F" if name_dims else None)
+    return (np.concatenate([kb[:, :, None, :], k], axis=2),
+            np.concatenate([vb[:, :, None, :], v], axis=2))
+
+
 def default_scale(e: int) -> float:
     """The attention scale 1/√E that is folded into Q unless the user overrides it."""
     return 1.0 / float(np.sqrt(e))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from fusemax.cli import add_command, emit
 from fusemax.config import PRESETS, load_config
+from fusemax.sw.compiler import BINDINGS
 
 
 def register(subparsers) -> None:
@@ -38,7 +39,7 @@ def register(subparsers) -> None:
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")
     p.add_argument("--causal", action="store_true", help="causal mask (end-aligned)")
-    p.add_argument("--binding", choices=("fusemax", "architecture"), default="fusemax",
+    p.add_argument("--binding", choices=BINDINGS, default="fusemax",
                    help="fusemax: tiles overlap (default); architecture: every TILE serial (the "
                         "+Architecture ablation)")
     p.add_argument("-o", "--out", metavar="SCHED.bin", help="write the schedule words here")

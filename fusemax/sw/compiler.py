@@ -315,16 +315,16 @@ def pattern_chunks(pattern, shape: Shape, rows: int, cols: int) -> tuple[bool, i
     must show each real query exactly the keys the pattern shows it, else FuseMaxError names
     the first tile and query where they differ (e.g. a routing cluster or a local window
     that is not a multiple of rows and cols, so that a tile straddles two of them)."""
-    from fusemax.sw.patterns import tiles_touched
+    from fusemax.sw.patterns import tile_plan_with_ranges
 
     s = shape
     causal, window = hardware_mask(pattern)
     if window >= 1 << _WINDOW_BITS:
         raise FuseMaxError(f"window W = {window} does not fit the WINDOW instruction (< 2^{_WINDOW_BITS})")
-    lo, hi = pattern.ranges(s.P, s.M)
+    plan, lo, hi = tile_plan_with_ranges(pattern, s.M, s.P, rows, cols)
     P2 = -(-s.P // cols)
     chunks: list[list[int]] = [[] for _ in range(P2)]
-    for i, j in tiles_touched(pattern, s.M, s.P, rows, cols):
+    for i, j, _ in plan:
         chunks[i].append(j)
     d = np.arange(s.P, dtype=np.int64) + (s.M - s.P)
     hw_lo = np.clip(d - window + 1, 0, s.M) if window else np.zeros(s.P, np.int64)

@@ -21,7 +21,7 @@ from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
 from fusemax.sw import schedule as sf
-from fusemax.sw.golden_variants import sigmoid_codes, sigmoid_eps_code
+from fusemax.sw.golden_variants import sigmoid_codes
 
 __all__ = ["ERROR_BITS", "decode_errors", "ExecResult", "execute"]
 
@@ -80,7 +80,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     window = 0  # WINDOW.W: 0 = off
     sigmoid = nonorm = False  # MODE
     one = np.int64(1) << np.int64(nc.exp.frac)  # PRM = 1.0
-    one_rd, eps = np.int64(1) << np.int64(nc.rd.frac), sigmoid_eps_code(nc)  # AV divisors
+    one_rd = np.int64(1) << np.int64(nc.rd.frac)  # AV's divisor with nonorm
     shape_ok = False
     qbuf = np.zeros((max(config.max_e, 1), C), np.int64)  # [e, c]
     slots = [None] * sf.KV_SLOTS  # each: (K [E, R], V [F, R]) int64
@@ -215,7 +215,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             addr = a["addr"]
             if addr + F > n_lines:
                 raise FuseMaxError(f"AV at line {line} writes [{addr}, {addr + F}) past the image")
-            den = np.full(C, one_rd) if nonorm else RD + eps if sigmoid else RD
+            # (the normalised sigmoid's epsilon is 0 in RD codes on a design with the unit)
+            den = np.full(C, one_rd) if nonorm else RD
             av, s_out, dz = nm.divide(RNV[:, :F], den[:, None], nc)
             real = (p_base + np.arange(C)) < P
             flag("out_saturated", s_out & real[:, None])

@@ -113,8 +113,10 @@ def quantize_inputs(q, k, v, config: FuseMaxConfig, scale: float):
 def prepare_inputs(q, k, v, config: FuseMaxConfig, scale: float | None):
     """The checks and quantization every bit-exact model starts with: ``q``, ``k``, ``v`` as
     4-D float64 (:func:`~fusemax.sw.attention_io.attention_dims` names what disagrees), E
-    within the BQK accumulator's guard bits, ``scale`` defaulted to 1/sqrt(E) and finite, then
-    :func:`quantize_inputs`. Returns ``(qc, kc, vc, sat, scale, (B, H, P, E, M, F))``."""
+    within the BQK accumulator's guard bits, ``scale`` (any real number) as a Python float,
+    defaulted to 1/sqrt(E) and finite, then :func:`quantize_inputs`. Returns ``(qc, kc, vc,
+    sat, scale, (B, H, P, E, M, F))``; ``sat`` holds every role of :data:`SAT_ROLES` (0 but
+    for q, k, v)."""
     q = np.asarray(q, np.float64)
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
@@ -123,11 +125,11 @@ def prepare_inputs(q, k, v, config: FuseMaxConfig, scale: float | None):
     if E > (1 << nc.acc_guard_bits):
         raise FuseMaxError(f"E = {E} exceeds 2**acc_guard_bits = {1 << nc.acc_guard_bits}: "
                            f"the BQK accumulator would not hold the exact sum")
-    if scale is None:
-        scale = 1.0 / math.sqrt(E)
+    scale = 1.0 / math.sqrt(E) if scale is None else float(scale)
     if not np.isfinite(scale):
         raise FuseMaxError(f"scale must be finite, got {scale}")
     qc, kc, vc, sat = quantize_inputs(q, k, v, config, scale)
+    sat.update({r: 0 for r in SAT_ROLES if r not in sat})
     return qc, kc, vc, sat, scale, (B, H, P, E, M, F)
 
 
@@ -152,7 +154,6 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     """
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
     nc = config.numerics
-    sat.update({r: 0 for r in SAT_ROLES if r not in sat})
     mode = nc.rounding
     R = config.rows
     chunks = -(-M // R)
@@ -239,6 +240,93 @@ def attention_1pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     return _finish_av(RNV, RD, sat, config, scale, chunks, (qc, kc, vc), records)
 
 
+# ------------------------------------------------------------------ the 1-pass core on whole chunks
+# (the 3-pass golden and the variants of fusemax.sw.golden_variants start it from a given state)
+
+def _empty_state(B, H, P, F):
+    return {"RM": np.zeros((B, H, P), np.int64), "RMv": np.zeros((B, H, P), bool),
+            "RD": np.zeros((B, H, P), np.int64), "RNV": np.zeros((B, H, P, F), np.int64),
+            "RT": np.zeros((B, H, P), np.int64)}
+
+
+def _chunk(state, bqk, valid, vt, nc, entropy: bool):
+    """One chunk of Einsums 45-54 (and the entropy accumulator) for every lane; ``bqk`` (B,H,P,r)
+    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes. Returns the new
+    state (the caller keeps the old one in lanes that skip the tile)."""
+    mode = nc.rounding
+    valid = np.broadcast_to(valid, bqk.shape)
+    lmv = valid.any(-1)
+    lm = np.where(valid, bqk, np.int64(nc.score.min_code)).max(-1)
+    rm_new, rm_new_v = nm.max_valid(state["RM"], state["RMv"], lm, lmv)
+    rm_new = np.where(rm_new_v, rm_new, 0)
+    sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid | ~rm_new_v[..., None], nc)
+    sld = sln.sum(-1)
+    slnv = sln @ vt
+    prm = nm.exp2(nm.sub(state["RM"], rm_new), ~state["RMv"], nc)
+    sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
+    slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
+    spd, f1 = nm.rescale(state["RD"], prm, nc.exp.frac, nc.rd, mode)
+    rd_new, f2 = nm.requantize(sld_rd + spd, nc.rd.frac, nc.rd, mode)
+    spnv, f3 = nm.rescale(state["RNV"], prm[..., None], nc.exp.frac, nc.rnv, mode)
+    rnv_new, f4 = nm.requantize(slnv_r + spnv, nc.rnv.frac, nc.rnv, mode)
+    new = {"RM": rm_new, "RMv": rm_new_v, "RD": rd_new, "RNV": rnv_new, "RT": state["RT"]}
+    flags = {"rd": f1 | f2, "rnv": f3 | f4}
+    if entropy:
+        slnq = (sln * bqk).sum(-1)  # exact; masked keys have SLN = 0
+        slnq_r = nm.round_shift_to(slnq, nc.exp.frac + nc.score.frac, nc.rnv.frac, mode)
+        spt, f5 = nm.rescale(state["RT"], prm, nc.exp.frac, nc.rnv, mode)
+        new["RT"], f6 = nm.requantize(slnq_r + spt, nc.rnv.frac, nc.rnv, mode)
+        flags["rt"] = f5 | f6
+    return new, flags
+
+
+def _count(flags, sat):
+    """Add the saturation flags of one chunk to the per-role counts."""
+    for role, f in flags.items():
+        sat[role] = sat.get(role, 0) + int(np.count_nonzero(f))
+
+
+def _score_chunks(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None):
+    """Per chunk of ``config.rows`` keys: ``(bqk, s_flag, valid, vt)`` -- the score codes
+    (B,H,P,r) with their saturation flags, the (P, r) mask (checked for shape) and the value
+    codes (B,H,r,F)."""
+    P, M = qc.shape[2], kc.shape[2]
+    nc = config.numerics
+    R = config.rows
+    p_idx = np.arange(P)
+    for j in range(-(-M // R)):
+        lo, hi = j * R, min(M, (j + 1) * R)
+        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
+        valid = np.ones((P, hi - lo), bool)
+        if mask is not None:
+            valid = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
+            if valid.shape != (P, hi - lo):
+                raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
+        bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, nc.rounding)
+        yield bqk, s_flag, valid, vt
+
+
+def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, init=None,
+                  entropy: bool = False):
+    """The 1-pass loop on quantized codes ``qc`` (B,H,P,E), ``kc`` (B,H,M,E), ``vc`` (B,H,M,F),
+    chunk by chunk, every lane of a chunk at once (bit-identical to
+    :func:`fusemax.sw.golden.attention_1pass` when ``init`` is None).
+
+    ``init`` -- the state before the first chunk (dict of RM, RMv, RD, RNV codes), default
+    empty. ``entropy`` -- also run the RT accumulator. Returns ``(state, saturation)``.
+    """
+    B, H, P, E = qc.shape
+    F = vc.shape[3]
+    nc = config.numerics
+    state = _empty_state(B, H, P, F) if init is None else {**_empty_state(B, H, P, F), **init}
+    sat: dict[str, int] = {"score": 0, "rd": 0, "rnv": 0}
+    for bqk, s_flag, valid, vt in _score_chunks(qc, kc, vc, config, mask):
+        sat["score"] += int(np.count_nonzero(s_flag & valid))
+        state, flags = _chunk(state, bqk, valid, vt, nc, entropy)
+        _count(flags, sat)
+    return state, sat
+
+
 def _finish_av(RNV, RD, sat: dict[str, int], config: FuseMaxConfig, scale: float, chunks: int,
                inputs, trace=None) -> GoldenResult:
     """(55) AV: one divide per output element, after the saturation check; the result."""
@@ -265,17 +353,12 @@ def attention_3pass(q, k, v, config: FuseMaxConfig, scale: float | None = None,
     exp2(BQK - GM), RD and RNV summed with PRM = 1 (RM = GM throughout), then one divide per
     output. Saturation counts are those of both passes (the RTL's flags are sticky).
     ``trace`` is not supported (FuseMaxError): attention_1pass traces the chunks' intermediates."""
-    from fusemax.sw.golden_variants import fusemax_state
-
     if trace:
         raise FuseMaxError("the 3-pass golden records no intermediates; trace attention-1pass instead")
 
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
-    sat.update({r: 0 for r in SAT_ROLES if r not in sat})
-    first, sat1, _ = fusemax_state(qc, kc, vc, config, mask)
-    init = {"RM": first["RM"], "RMv": first["RMv"], "RD": np.zeros((B, H, P), np.int64),
-            "RNV": np.zeros((B, H, P, F), np.int64)}
-    state, sat2, _ = fusemax_state(qc, kc, vc, config, mask, init=init)
+    first, sat1 = fusemax_state(qc, kc, vc, config, mask)
+    state, sat2 = fusemax_state(qc, kc, vc, config, mask, init={"RM": first["RM"], "RMv": first["RMv"]})
     for role in ("score", "rd", "rnv"):
         sat[role] += sat1[role] + sat2[role]
     return _finish_av(state["RNV"], state["RD"], sat, config, scale, -(-M // config.rows), (qc, kc, vc))
@@ -304,6 +387,6 @@ def golden_for(cascade: str) -> Callable[..., GoldenResult]:
                            f"{', '.join(GOLDEN_CASCADES)}") from None
 
 
-__all__ = ["attention_1pass", "attention_3pass", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
+__all__ = ["attention_1pass", "attention_3pass", "fusemax_state", "reference_attention", "error_stats", "causal_mask", "quantize_inputs",
            "prepare_inputs", "check_saturation",
            "GoldenResult", "GOLDEN_CASCADES", "golden_for", "SAT_ROLES", "FORMAT_ROLES", "LOG2E"]

@@ -48,16 +48,17 @@ from fusemax.config import FuseMaxConfig, NumericsConfig
 from fusemax.errors import FuseMaxError
 from fusemax.hw.formats import FixedFormat
 from fusemax.sw import numerics as nm
-from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.attention_io import attention_dims, bias_vector, prepend_bias
 from fusemax.sw.golden import (
-    LOG2E, Mask, attention_1pass, causal_mask, check_saturation, prepare_inputs,
+    LOG2E, GoldenResult, Mask, _chunk, _count, _empty_state, _score_chunks, attention_1pass,
+    causal_mask, check_saturation, fusemax_state, prepare_inputs,
 )
 from fusemax.sw.patterns import Pattern, Routing, sliding_window, tiles_touched
 
 __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
-    "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "ENTROPY_FORMAT",
+    "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
     "FLOW_FORMAT", "FLOW_CLAMP",
 ]
 
@@ -65,6 +66,8 @@ __all__ = [
 LOG2_COEFFS = (1.44196561, -0.70966277, 0.41759561, -0.19626941, 0.04638526)
 #: Fraction bits of the log2 unit's mantissa, Horner register and result.
 LOG2_FRAC = 16
+#: :data:`LOG2_COEFFS` as codes with :data:`LOG2_FRAC` fraction bits (the twin's and the unit's).
+LOG2_COEFF_CODES = tuple(int(round(c * (1 << LOG2_FRAC))) for c in LOG2_COEFFS)
 #: Format of the entropy output H (nats): s16.11, range ±16 (ln 65536 = 11.1).
 ENTROPY_FORMAT = FixedFormat(16, 11)
 #: Internal format of H in bits (log2 RD + (RM·RD − RT)/RD) before the ln 2 rescale.
@@ -90,6 +93,12 @@ class VariantGolden:
     tiles_total: int = 0             #: tiles of the dense grid P2 x M1
     extra: dict[str, np.ndarray] = field(default_factory=dict)   #: e.g. H, H_codes
     state: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  #: final RM, RD, RNV, RT
+
+    @classmethod
+    def from_golden(cls, name: str, g: GoldenResult, tiles: int, tiles_total: int) -> "VariantGolden":
+        """The result of the plain golden (:func:`~fusemax.sw.golden.attention_1pass`) as ``name``."""
+        return cls(name, g.out, g.out_codes, g.saturation, g.div_by_zero, g.config_name, g.scale,
+                   tiles, tiles_total)
 
 
 # ------------------------------------------------------------------ operation twins
@@ -126,16 +135,6 @@ def sigmoid_codes(x2, nc: NumericsConfig, out: FixedFormat | None = None):
     return sig, sat
 
 
-#: The normalised sigmoid attention's epsilon: ``w / (w.sum(-1) + 1e-8)`` (Attention-Sink).
-SIGMOID_NORM_EPS = 1e-8
-
-
-def sigmoid_eps_code(nc: NumericsConfig) -> int:
-    """:data:`SIGMOID_NORM_EPS` in RD codes (0 for ``rd.frac`` < 26: every preset); the divisor
-    of the normalised sigmoid is RD + this, in the golden and in the 1D PE."""
-    return int(round(SIGMOID_NORM_EPS * (1 << nc.rd.frac)))
-
-
 def _bit_length(x: np.ndarray) -> np.ndarray:
     """Position of the leading one + 1 of positive int64 codes (0 for 0): a priority encoder."""
     x = np.asarray(x, np.int64)
@@ -161,7 +160,7 @@ def log2_codes(x, x_frac: int, mode: str, out_frac: int = LOG2_FRAC) -> np.ndarr
     k = np.where(pos, k, 0)
     frac_bits = x - np.where(pos, np.int64(1) << k, 0)
     u = np.where(k >= G, frac_bits >> np.maximum(k - G, 0), frac_bits << np.maximum(G - k, 0))
-    codes = [int(round(c * (1 << G))) for c in LOG2_COEFFS]
+    codes = LOG2_COEFF_CODES
     h = np.full(x.shape, codes[-1], np.int64)
     for c in reversed(codes[:-1]):
         h = nm.round_shift_to(h * u, 2 * G, G, mode) + np.int64(c)
@@ -170,92 +169,7 @@ def log2_codes(x, x_frac: int, mode: str, out_frac: int = LOG2_FRAC) -> np.ndarr
     return np.where(pos, nm.round_shift_to(whole, G, out_frac, mode), 0)
 
 
-# ------------------------------------------------------------------ the FuseMax core
-
-def _empty_state(B, H, P, F):
-    return {"RM": np.zeros((B, H, P), np.int64), "RMv": np.zeros((B, H, P), bool),
-            "RD": np.zeros((B, H, P), np.int64), "RNV": np.zeros((B, H, P, F), np.int64),
-            "RT": np.zeros((B, H, P), np.int64)}
-
-
-def _chunk(state, bqk, valid, vt, nc, entropy: bool):
-    """One chunk of Einsums 45-54 (and the entropy accumulator) for every lane; ``bqk`` (B,H,P,r)
-    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes. Returns the new
-    state (the caller keeps the old one in lanes that skip the tile)."""
-    mode = nc.rounding
-    valid = np.broadcast_to(valid, bqk.shape)
-    lmv = valid.any(-1)
-    lm = np.where(valid, bqk, np.int64(nc.score.min_code)).max(-1)
-    rm_new, rm_new_v = nm.max_valid(state["RM"], state["RMv"], lm, lmv)
-    rm_new = np.where(rm_new_v, rm_new, 0)
-    sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid | ~rm_new_v[..., None], nc)
-    sld = sln.sum(-1)
-    slnv = sln @ vt
-    prm = nm.exp2(nm.sub(state["RM"], rm_new), ~state["RMv"], nc)
-    sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
-    slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
-    spd, f1 = nm.rescale(state["RD"], prm, nc.exp.frac, nc.rd, mode)
-    rd_new, f2 = nm.requantize(sld_rd + spd, nc.rd.frac, nc.rd, mode)
-    spnv, f3 = nm.rescale(state["RNV"], prm[..., None], nc.exp.frac, nc.rnv, mode)
-    rnv_new, f4 = nm.requantize(slnv_r + spnv, nc.rnv.frac, nc.rnv, mode)
-    new = {"RM": rm_new, "RMv": rm_new_v, "RD": rd_new, "RNV": rnv_new, "RT": state["RT"]}
-    flags = {"rd": f1 | f2, "rnv": f3 | f4}
-    if entropy:
-        slnq = (sln * bqk).sum(-1)  # exact; masked keys have SLN = 0
-        slnq_r = nm.round_shift_to(slnq, nc.exp.frac + nc.score.frac, nc.rnv.frac, mode)
-        spt, f5 = nm.rescale(state["RT"], prm, nc.exp.frac, nc.rnv, mode)
-        new["RT"], f6 = nm.requantize(slnq_r + spt, nc.rnv.frac, nc.rnv, mode)
-        flags["rt"] = f5 | f6
-    return new, flags
-
-
-def _count(flags, sat):
-    """Add the saturation flags of one chunk to the per-role counts."""
-    for role, f in flags.items():
-        sat[role] = sat.get(role, 0) + int(np.count_nonzero(f))
-
-
-def _score_chunks(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None):
-    """Per chunk of ``config.rows`` keys: ``(bqk, s_flag, valid, vt)`` -- the score codes
-    (B,H,P,r) with their saturation flags, the (P, r) mask (checked for shape) and the value
-    codes (B,H,r,F)."""
-    P, M = qc.shape[2], kc.shape[2]
-    nc = config.numerics
-    R = config.rows
-    p_idx = np.arange(P)
-    for j in range(-(-M // R)):
-        lo, hi = j * R, min(M, (j + 1) * R)
-        kt, vt = kc[:, :, lo:hi, :], vc[:, :, lo:hi, :]
-        valid = np.ones((P, hi - lo), bool)
-        if mask is not None:
-            valid = np.asarray(mask(p_idx, np.arange(lo, hi)), bool)
-            if valid.shape != (P, hi - lo):
-                raise FuseMaxError(f"mask returned shape {valid.shape}, expected {(P, hi - lo)}")
-        bqk, s_flag = nm.requantize(qc @ np.swapaxes(kt, -1, -2), nc.qk_frac, nc.score, nc.rounding)
-        yield bqk, s_flag, valid, vt
-
-
-def fusemax_state(qc, kc, vc, config: FuseMaxConfig, mask: Mask | None = None, init=None,
-                  entropy: bool = False):
-    """The 1-pass loop on quantized codes ``qc`` (B,H,P,E), ``kc`` (B,H,M,E), ``vc`` (B,H,M,F),
-    chunk by chunk, every lane of a chunk at once (bit-identical to
-    :func:`fusemax.sw.golden.attention_1pass` when ``init`` is None).
-
-    ``init`` -- the state before the first chunk (dict of RM, RMv, RD, RNV codes), default
-    empty. ``entropy`` -- also run the RT accumulator. Returns ``(state, saturation,
-    tiles_run)`` (every tile of the grid runs).
-    """
-    B, H, P, E = qc.shape
-    M, F = kc.shape[2], vc.shape[3]
-    nc = config.numerics
-    state = _empty_state(B, H, P, F) if init is None else {**_empty_state(B, H, P, F), **init}
-    sat: dict[str, int] = {"score": 0, "rd": 0, "rnv": 0}
-    for bqk, s_flag, valid, vt in _score_chunks(qc, kc, vc, config, mask):
-        sat["score"] += int(np.count_nonzero(s_flag & valid))
-        state, flags = _chunk(state, bqk, valid, vt, nc, entropy)
-        _count(flags, sat)
-    return state, sat, _grid(P, M, config) * B * H
-
+# ------------------------------------------------------------------ finishing
 
 def _finish(name, state, sat, config, scale, tiles, tiles_total, extra=None) -> VariantGolden:
     nc = config.numerics
@@ -267,13 +181,9 @@ def _finish(name, state, sat, config, scale, tiles, tiles_total, extra=None) -> 
                          config.name, float(scale), tiles, tiles_total, extra or {}, state)
 
 
-def _prepare(q, k, v, config: FuseMaxConfig, scale):
-    """:func:`~fusemax.sw.golden.prepare_inputs` with ``scale`` taken as a Python float."""
-    return prepare_inputs(q, k, v, config, None if scale is None else float(scale))
-
-
-def _grid(P, M, config):
-    return -(-P // config.cols) * -(-M // config.rows)
+def _grid(B, H, P, M, config):
+    """Tiles of the dense grid: (batch, head, query block, chunk)."""
+    return B * H * -(-P // config.cols) * -(-M // config.rows)
 
 
 def _bias_state(qc, bias_key, bias_value, config: FuseMaxConfig, sat) -> dict:
@@ -300,15 +210,6 @@ def softmax1_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = T
     return r
 
 
-def _bias_vector(name: str, x, B: int, H: int, n: int) -> np.ndarray:
-    if np.shape(x) not in ((n,), (B, H, n)):
-        raise FuseMaxError(f"{name} must have shape ({n},) or ({B}, {H}, {n}), got {np.shape(x)}")
-    x = np.asarray(x, np.float64)
-    if not np.all(np.isfinite(x)):
-        raise FuseMaxError(f"{name} holds NaN or Inf")
-    return np.broadcast_to(x, (B, H, n))
-
-
 def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
                    causal: bool = True, method: str = "state") -> VariantGolden:
     """Softmax with a learned key k* (``k_bias`` (B,H,E)) and value v* (``v_bias`` (B,H,F), or
@@ -319,11 +220,8 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
     end-aligned causal mask every query sees key 0 when P <= M + 1)."""
     q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
     B, H, P, E, M, F = attention_dims(q4, k4, v4)
-    kb = _bias_vector("k_bias", k_bias, B, H, E)
-    vb = np.zeros((B, H, F)) if v_bias is None else _bias_vector("v_bias", v_bias, B, H, F)
     if method == "prepend":
-        k1 = np.concatenate([kb[:, :, None, :], k4], axis=2)
-        v1 = np.concatenate([vb[:, :, None, :], v4], axis=2)
+        k1, v1 = prepend_bias(k4, v4, k_bias, v_bias)
         off = M - P
 
         def mask(p, m):  # the bias (key 0) for everyone; key j + 1 as key j of the causal mask
@@ -331,12 +229,12 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
                 np.ones((len(p), len(m)), bool)
 
         g = attention_1pass(q4, k1, v1, config, scale, mask=mask)
-        return VariantGolden("kv_bias (prepend)", g.out, g.out_codes, g.saturation, g.div_by_zero,
-                             config.name, g.scale, _grid(P, M + 1, config) * B * H,
-                             _grid(P, M + 1, config) * B * H)
+        return VariantGolden.from_golden("kv_bias (prepend)", g, *[_grid(B, H, P, M + 1, config)] * 2)
+    kb = bias_vector("k_bias", k_bias, B, H, E)
+    vb = np.zeros((B, H, F)) if v_bias is None else bias_vector("v_bias", v_bias, B, H, F)
     if method != "state":
         raise FuseMaxError(f"method must be 'state' or 'prepend', got {method!r}")
-    qc, kc, vc, sat, scale, _ = _prepare(q4, k4, v4, config, scale)
+    qc, kc, vc, sat, scale, _ = prepare_inputs(q4, k4, v4, config, scale)
     nc = config.numerics
     kbc, nk = nc.k.quantize(kb, "nearest_even")
     vbc, nv = nc.v.quantize(vb, "nearest_even")
@@ -347,10 +245,11 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
     sat["score"] = int(np.count_nonzero(s_flag))
     init = _bias_state(qc, s_bias, vbc, config, sat)
     mask = causal_mask(P, M) if causal else None
-    state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, init)
+    state, sat2 = fusemax_state(qc, kc, vc, config, mask, init)
     for r, n in sat2.items():
         sat[r] = sat.get(r, 0) + n
-    return _finish("kv_bias (state)", state, sat, config, scale, tiles, _grid(P, M, config) * B * H)
+    grid = _grid(B, H, P, M, config)
+    return _finish("kv_bias (state)", state, sat, config, scale, grid, grid)
 
 
 # ------------------------------------------------------------------ entropy
@@ -365,12 +264,12 @@ def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = Tr
     in bits (:data:`ENTROPY_BITS_FORMAT`), H = round(H₂·ln 2) in :data:`ENTROPY_FORMAT` nats
     (a rescale by the constant ln 2). ``extra["H"]`` (B,H,P) floats, ``extra["H_codes"]``.
     ``mask`` replaces the causal mask when given."""
-    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
     nc = config.numerics
     mode = nc.rounding
     if mask is None and causal:
         mask = causal_mask(P, M)
-    state, sat2, tiles = fusemax_state(qc, kc, vc, config, mask, entropy=True)
+    state, sat2 = fusemax_state(qc, kc, vc, config, mask, entropy=True)
     sat.update(sat2)
     rm = np.where(state["RMv"], state["RM"], 0)
     rd, rt = state["RD"], state["RT"]
@@ -387,7 +286,8 @@ def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = Tr
     h, f3 = nm.requantize(h2 * ln2, bits.frac + nc.exp.frac, ENTROPY_FORMAT, mode)
     h = np.where(dz, 0, h)
     sat["entropy"] = int(np.count_nonzero((f1 | f2 | f3) & ~dz))
-    r = _finish("entropy", state, sat, config, scale, tiles, _grid(P, M, config) * B * H,
+    grid = _grid(B, H, P, M, config)
+    r = _finish("entropy", state, sat, config, scale, grid, grid,
                 {"H": ENTROPY_FORMAT.to_float(h), "H_codes": h})
     r.div_by_zero += int(np.count_nonzero(dz))
     return r
@@ -410,14 +310,12 @@ def local_golden(q, k, v, config: FuseMaxConfig, window: int | None = None, scal
         pattern = sliding_window(window)
     # the policy is applied below, as for every variant, once the output is counted too
     saturating = replace(config, numerics=replace(config.numerics, overflow="saturate"))
-    g = attention_1pass(q4, k4, v4, saturating, None if scale is None else float(scale),
-                        mask=pattern.mask(P, M))
+    g = attention_1pass(q4, k4, v4, saturating, scale, mask=pattern.mask(P, M))
     check_saturation(config.numerics, g.saturation)
-    grid = _grid(P, M, config) * B * H
+    grid = _grid(B, H, P, M, config)
     tiles = len(tiles_touched(pattern, M, P, config.rows, config.cols)) * B * H if skip_tiles \
         else grid
-    return VariantGolden("local", g.out, g.out_codes, g.saturation, g.div_by_zero, config.name,
-                         g.scale, tiles, grid)
+    return VariantGolden.from_golden("local", g, tiles, grid)
 
 
 def routing_golden(qg, kg, vg, config: FuseMaxConfig, scale=None, causal: bool = False,
@@ -457,13 +355,13 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
     round(Σ SN → rd.frac)) and AV = divide(RNV, RD + round(1e-8)), else AV = round(RNV → out).
     No max, no rescale. RD is summed (its saturation counted) without the norm too: the
     hardware's ``MODE sigmoid=1 nonorm=1`` does."""
-    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = _prepare(q, k, v, config, scale)
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
     nc = config.numerics
     mode = nc.rounding
     mask = causal_mask(P, M) if causal else None
     rd = np.zeros((B, H, P), np.int64)
     rnv = np.zeros((B, H, P, F), np.int64)
-    sat.update({"score": 0, "sigmoid": 0, "rd": 0, "rnv": 0})
+    sat["sigmoid"] = 0
     for bqk, s_flag, valid, vt in _score_chunks(qc, kc, vc, config, mask):
         sat["score"] += int(np.count_nonzero(s_flag & valid))
         sn, f0 = sigmoid_codes(bqk, nc)
@@ -477,7 +375,7 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
         sat["rd"] += int(np.count_nonzero(f2))
     dz = np.zeros(rnv.shape, bool)
     if normalize:
-        eps = np.int64(sigmoid_eps_code(nc))
+        eps = np.int64(nc.sigmoid_eps_code)
         av, s_out, dz = nm.divide(rnv, (rd + eps)[..., None], nc)
     else:
         av, s_out = nm.requantize(rnv, nc.rnv.frac, nc.out, mode)
@@ -485,7 +383,7 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
     check_saturation(nc, sat)
     return VariantGolden(f"sigmoid ({'norm' if normalize else 'no norm'})", nc.out.to_float(av),
                          av, sat, int(np.count_nonzero(dz)), config.name, float(scale),
-                         _grid(P, M, config) * B * H, _grid(P, M, config) * B * H, {},
+                         *[_grid(B, H, P, M, config)] * 2, {},
                          {"RD": rd, "RNV": rnv})
 
 

@@ -11,6 +11,7 @@ layout, where each cluster's queries and keys are contiguous rows. From those in
   block sees leaves RM, RD and RNV unchanged, so skipping it changes no bit);
 * :func:`tile_plan` -- the same tiles, each marked ``full`` (every pair of real queries and keys
   in it is visible: no mask needed) or ``partial`` (the tile needs a per-element mask);
+  :func:`tile_plan_with_ranges` also returns the key intervals it came from;
 * :func:`tile_stats` -- counts and the fraction of tiles and scores skipped.
 
 Patterns (query p, key m, ``d = p + M - P``: the key aligned with p, as in causal attention
@@ -38,7 +39,7 @@ import numpy as np
 from fusemax.errors import FuseMaxError
 
 __all__ = ["Pattern", "Dense", "Causal", "Band", "sliding_window", "BlockLocal", "Routing",
-           "tiles_touched", "tile_plan", "tile_stats", "positive_int"]
+           "tiles_touched", "tile_plan", "tile_plan_with_ranges", "tile_stats", "positive_int"]
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
@@ -236,11 +237,12 @@ def tile_plan(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> list[tu
     chunk. Query block ``i`` holds queries ``i*cols .. i*cols + cols - 1`` (those < P), chunk
     ``j`` keys ``j*rows .. j*rows + rows - 1`` (those < M). ``kind`` is ``"full"`` when every
     real (query, key) pair of the tile is visible, else ``"partial"`` (needs a mask)."""
-    return _tile_plan(pattern, M, P, rows, cols)[0]
+    return tile_plan_with_ranges(pattern, M, P, rows, cols)[0]
 
 
-def _tile_plan(pattern: Pattern, M: int, P: int, rows: int, cols: int):
-    """:func:`tile_plan` and the key ranges ``(lo, hi)`` it was computed from."""
+def tile_plan_with_ranges(pattern: Pattern, M: int, P: int, rows: int, cols: int):
+    """``(plan, lo, hi)``: :func:`tile_plan` and the key ranges of :meth:`Pattern.ranges` it
+    was computed from (one call of ``ranges``)."""
     lo, hi = pattern.ranges(P, M)
     p2, m1 = _blocks(P, M, rows, cols)
     out: list[tuple[int, int, str]] = []
@@ -278,7 +280,7 @@ def tiles_touched(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> lis
 def tile_stats(pattern: Pattern, M: int, P: int, rows: int, cols: int) -> dict:
     """Tiles touched (full / partial) of the P2 x M1 grid, the fraction skipped, and the
     fraction of the P x M scores the pattern keeps."""
-    plan, lo, hi = _tile_plan(pattern, M, P, rows, cols)
+    plan, lo, hi = tile_plan_with_ranges(pattern, M, P, rows, cols)
     p2, m1 = _blocks(P, M, rows, cols)
     touched = len(plan)
     return {

@@ -45,7 +45,8 @@ from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import golden_variants as G
 from fusemax.sw import variants as V
-from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.attention_io import attention_dims, prepend_bias
+from fusemax.sw.compiler import CASCADE_MODES
 from fusemax.sw.patterns import Pattern, Routing, positive_int, sliding_window
 
 __all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS"]
@@ -91,8 +92,6 @@ VARIANT_OPTIONS = {
 }
 
 _PREPEND = ("attention-softmax1", "attention-kbias", "attention-kvbias")
-#: The sigmoid cascades -> normalised.
-_SIGMOID = {"sigmoid-norm": True, "sigmoid-nonorm": False}
 
 
 @dataclass
@@ -162,7 +161,7 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
         return _prepend(cascade, how, q, k, v, bool(causal), k_bias, v_bias)
     if cascade == "attention-local":
         return _local(how, q, k, v, window)
-    if cascade in _SIGMOID:
+    if cascade in CASCADE_MODES:
         return _sigmoid(cascade, how, q, k, v, bool(causal))
     return _routing(how, q, k, v, bool(causal), rows, cols, clusters, cluster_size, means, seed)
 
@@ -179,10 +178,7 @@ def _prepend(cascade, how, q, k, v, causal, k_bias, v_bias) -> VariantRun:
         raise FuseMaxError(
             f"causal {cascade} on the RTL needs P <= M + 1 (P = {P}, M = {M}): the bias is key 0 "
             f"of M + 1 keys, and the end-aligned CAUSAL hides it from queries p < P - M - 1")
-    kb = np.zeros((B, H, E)) if k_bias is None else G._bias_vector("k_bias", k_bias, B, H, E)
-    vb = np.zeros((B, H, F)) if v_bias is None else G._bias_vector("v_bias", v_bias, B, H, F)
-    k1 = np.concatenate([kb[:, :, None, :], k], axis=2)
-    v1 = np.concatenate([vb[:, :, None, :], v], axis=2)
+    k1, v1 = prepend_bias(k, v, np.zeros(E) if k_bias is None else k_bias, v_bias)
     params = {"causal": causal, "bias_key": cascade != "attention-softmax1",
               "bias_value": cascade == "attention-kvbias"}
 
@@ -206,7 +202,7 @@ def _prepend(cascade, how, q, k, v, causal, k_bias, v_bias) -> VariantRun:
 
 
 def _sigmoid(cascade, how, q, k, v, causal) -> VariantRun:
-    normalize = _SIGMOID[cascade]
+    normalize = not CASCADE_MODES[cascade]["nonorm"]
 
     def golden(config, scale):
         return G.sigmoid_golden(q, k, v, config, normalize, scale, causal)
@@ -226,7 +222,7 @@ def _local(how, q, k, v, window) -> VariantRun:
     pattern = sliding_window(window)
 
     def golden(config, scale):
-        return G.local_golden(q, k, v, config, window=window, scale=scale)
+        return G.local_golden(q, k, v, config, scale=scale, pattern=pattern)
 
     def reference(scale):
         return V.masked_softmax_attention(q, k, v, pattern, scale)
@@ -246,11 +242,7 @@ def _routing(how, q, k, v, causal, rows, cols, clusters, cluster_size, means, se
         raise FuseMaxError("attention-routing needs the number of clusters C (or the centroids means)")
     clusters = positive_int("clusters", clusters)
     if means is not None:
-        mu = np.asarray(means, np.float64)
-        if mu.ndim not in (2, 3) or mu.shape[-1] != E or (mu.ndim == 3 and mu.shape[0] != H) \
-                or mu.shape[-2] != clusters:
-            raise FuseMaxError(f"means must be (C, E) = ({clusters}, {E}) or (H, C, E) = "
-                               f"({H}, {clusters}, {E}), got {mu.shape}")
+        mu = V.check_means(means, H, E, clusters)
         if not np.all(np.isfinite(mu)):
             raise FuseMaxError("means holds NaN or Inf")
     else:

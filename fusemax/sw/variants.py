@@ -40,14 +40,15 @@ import math
 import numpy as np
 
 from fusemax.errors import FuseMaxError
-from fusemax.sw.attention_io import attention_dims
+from fusemax.sw.attention_io import attention_dims, prepend_bias, reference_attention
 from fusemax.sw.patterns import Causal, Pattern
 
 __all__ = [
     "kv_bias_attention", "softmax1_attention", "sigmoid_attention", "attention_entropy",
     "entropy_regularization_loss", "act_calibration", "flow_attention", "flow_attention_causal",
     "FLOW_VARIANTS", "masked_softmax_attention", "lucidrains_local_attention", "route_topw",
-    "gather_clusters", "scatter_mean", "routing_attention", "kmeans_init_means", "ACT_BETA",
+    "gather_clusters", "scatter_mean", "routing_attention", "kmeans_init_means", "check_means",
+    "ACT_BETA",
     "ACT_THRES",
 ]
 
@@ -103,18 +104,6 @@ def _sigmoid(x):
 
 # ---------------------------------------------------------------- Attention-Sink family
 
-def _bias(name: str, x, B: int, H: int, n: int, dim: str) -> np.ndarray:
-    """A per-head bias vector: (n,) shared by every (b, h), or (B, H, n)."""
-    shape = np.shape(x)
-    if shape not in ((n,), (B, H, n)):
-        raise FuseMaxError(f"{name} must have shape ({dim},) = ({n},) or (B, H, {dim}) = "
-                           f"({B}, {H}, {n}), got {shape}")
-    x = np.asarray(x, np.float64)
-    if not np.all(np.isfinite(x)):
-        raise FuseMaxError(f"{name} holds NaN or Inf")
-    return np.broadcast_to(x, (B, H, n))
-
-
 def kv_bias_attention(q, k, v, k_bias, v_bias=None, scale=None, causal: bool = True) -> np.ndarray:
     """``k_bias`` / ``kv_bias`` of lit_gpt/model_kv_bias.py: a zero query, the learned key k*
     and the value v* (zeros for k_bias) are concatenated in front of q, k, v (after RoPE, so the
@@ -125,13 +114,10 @@ def kv_bias_attention(q, k, v, k_bias, v_bias=None, scale=None, causal: bool = T
     """
     q, k, v, batched = _qkv(q, k, v)
     B, H, P, E = q.shape
-    M, F = k.shape[2], v.shape[3]
-    kb = _bias("k_bias", k_bias, B, H, E, "E")
-    vb = np.zeros((B, H, F)) if v_bias is None else _bias("v_bias", v_bias, B, H, F, "F")
+    M = k.shape[2]
+    k1, v1 = prepend_bias(k, v, k_bias, v_bias, name_dims=True)   # k*, v* in front
     s = _scale(scale, E)
     q1 = np.concatenate([np.zeros((B, H, 1, E)), q], axis=2)        # q_bias: zeros
-    k1 = np.concatenate([kb[:, :, None, :], k], axis=2)
-    v1 = np.concatenate([vb[:, :, None, :], v], axis=2)
     w = np.einsum("bhpe,bhme->bhpm", q1, k1) * s
     if causal:  # the (T+1) x (T+1) lower triangle: the bias (column 0) is seen by every query
         mask = np.zeros((P + 1, M + 1), bool)
@@ -365,11 +351,8 @@ def masked_softmax_attention(q, k, v, pattern: Pattern | None = None, scale=None
     """Dense ``softmax(scale q k^T) v`` with the keys ``pattern`` hides at -inf (rows that see
     nothing give 0). The reference for local and routed attention on the hardware layout."""
     q, k, v, batched = _qkv(q, k, v)
-    P, M = q.shape[2], k.shape[2]
-    s = np.einsum("bhpe,bhme->bhpm", q, k) * _scale(scale, q.shape[3])
-    if pattern is not None:
-        s = np.where(pattern.dense(P, M), s, -np.inf)
-    return _out(_softmax_rows(s) @ v, batched)
+    mask = None if pattern is None else pattern.dense(q.shape[2], k.shape[2])
+    return _out(reference_attention(q, k, v, _scale(scale, q.shape[3]), mask), batched)
 
 
 def lucidrains_local_attention(q, k, v, window_size: int, causal: bool = True,
@@ -444,6 +427,18 @@ def _topk_indices(d: np.ndarray, w: int) -> np.ndarray:
     return np.swapaxes(order, -2, -1)
 
 
+def check_means(means, H: int, E: int, clusters: int | None = None) -> np.ndarray:
+    """The routing centroids ``means`` as float64, checked: (C, E), shared by the heads, or
+    (H, C, E), with C = ``clusters`` when given. Returned as given (not broadcast to H)."""
+    mu = np.asarray(means, np.float64)
+    if mu.ndim not in (2, 3) or mu.shape[-1] != E or (mu.ndim == 3 and mu.shape[0] != H) \
+            or (clusters is not None and mu.shape[-2] != clusters):
+        c = "C" if clusters is None else clusters
+        raise FuseMaxError(f"means must be (C, E) = ({c}, {E}) or (H, C, E) = ({H}, {c}, {E}), "
+                           f"got {mu.shape}")
+    return mu
+
+
 def route_topw(q, k, means, window: int) -> tuple[np.ndarray, np.ndarray]:
     """The host's routing step (lucidrains ``KmeansAttention``, ``shared_qk=False``): L2-normalise
     the concatenation [q; k], score it against the centroids ``means`` (H, C, E) or (C, E)
@@ -452,10 +447,8 @@ def route_topw(q, k, means, window: int) -> tuple[np.ndarray, np.ndarray]:
     q4, bq = _as4("Q", q)
     k4, _ = _as4("K", k)
     B, H, T, E = q4.shape
-    mu = np.asarray(means, np.float64)
-    mu = np.broadcast_to(mu, (H,) + mu.shape[-2:]) if mu.ndim in (2, 3) else None
-    if mu is None or mu.shape[-1] != E:
-        raise FuseMaxError(f"means must be (C, E) or (H, C, E) with E = {E}, got {np.shape(means)}")
+    mu = check_means(means, H, E)
+    mu = np.broadcast_to(mu, (H,) + mu.shape[-2:])
     window = int(window)
     if not 1 <= window <= min(T, k4.shape[2]):
         raise FuseMaxError(f"window {window} must be in 1..min(P, M) = {min(T, k4.shape[2])}")
@@ -540,11 +533,8 @@ def routing_attention(q, k, v, means, window: int, scale=None) -> np.ndarray:
     softmax, ``bo = dots v``, ``scatter_mean`` with eps 1e-5."""
     q4, k4, v4, batched = _qkv(q, k, v)
     b, h, t, d = q4.shape
-    mu = np.asarray(means, np.float64)
-    if mu.ndim == 2:
-        mu = np.broadcast_to(mu, (h,) + mu.shape)
-    if mu.ndim != 3 or mu.shape[0] != h or mu.shape[2] != d:
-        raise FuseMaxError(f"means must be (C, E) or (H, C, E) with E = {d}, got {np.shape(means)}")
+    mu = check_means(means, h, d)
+    mu = np.broadcast_to(mu, (h,) + mu.shape[-2:])
     nc = mu.shape[1]
     wsz = min(int(window), t)
     kv_wsz = min(int(window), k4.shape[2])

@@ -28,6 +28,22 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 
+def round_quotient_hdl(quo, rem, neg, mode: str):
+    """The rounded magnitude of a restoring division's quotient ``quo`` with one extra bit (the
+    round bit, its LSB) and remainder ``rem`` (sticky = rem != 0), for a result of sign ``neg``
+    (floor rounds a negative magnitude up) under rounding ``mode``."""
+    rbit = quo[0]
+    q = quo >> 1
+    sticky = rem != 0
+    if mode == "floor":
+        up = neg & (rbit | sticky)
+    elif mode == "nearest_even":
+        up = rbit & (sticky | q[0])
+    else:
+        up = rbit
+    return q + up
+
+
 class _DividerBase(wiring.Component):
     """Ports, operand preparation and the final round/sign/saturate step shared by the
     iterative and the pipelined divider (they differ only in how the quotient bits are made)."""
@@ -57,20 +73,10 @@ class _DividerBase(wiring.Component):
         return (num_mag << (max(s, 0) + 1))[:n_w], (den_mag << max(-s, 0))[:d_w], n_w, d_w
 
     def _result(self, quo, rem, neg, over):
-        """``(clipped, too_hi, too_lo)``: round (round bit = quotient LSB, sticky = remainder),
-        apply the sign, saturate."""
+        """``(clipped, too_hi, too_lo)``: round, apply the sign, saturate."""
         nc = self.numerics
-        out, mode = nc.out, nc.rounding
-        rbit = quo[0]
-        q = quo >> 1
-        sticky = rem != 0
-        if mode == "floor":
-            up = neg & (rbit | sticky)
-        elif mode == "nearest_even":
-            up = rbit & (sticky | q[0])
-        else:
-            up = rbit
-        mag = (q + up).as_signed()
+        out = nc.out
+        mag = round_quotient_hdl(quo, rem, neg, nc.rounding).as_signed()
         val = Mux(neg, -mag, mag)
         hi, lo = out.max_code, out.min_code
         too_hi = val > hi

@@ -68,15 +68,10 @@ from amaranth.lib.wiring import In, Out
 from fusemax.config import NumericsConfig
 from fusemax.errors import FuseMaxError
 from fusemax.hw.formats import FixedFormat, check_rounding, round_shift, round_shift_hdl
-from fusemax.sw.golden_variants import LOG2_COEFFS, LOG2_FRAC
+from fusemax.sw.golden_variants import LOG2_COEFF_CODES, LOG2_FRAC
 
 #: Fraction bits of the mantissa ``u``, the Horner register and log2(1 + u).
 G = LOG2_FRAC
-
-
-def log2_coefficient_codes() -> tuple[int, ...]:
-    """c1..c5 of :data:`LOG2_COEFFS` as codes with 16 fraction bits (the twin's codes)."""
-    return tuple(int(round(c * (1 << G))) for c in LOG2_COEFFS)
 
 
 def _signed_bits(v: int) -> int:
@@ -89,7 +84,7 @@ def log2_horner_bounds(mode: str) -> dict[str, int]:
     """Exact ranges of the Horner register ``h`` and of log2(1 + u) ``p`` (frac 16) for
     rounding ``mode``, from the recurrence run over every mantissa u in [0, 2^16)."""
     check_rounding(mode)
-    codes = log2_coefficient_codes()
+    codes = LOG2_COEFF_CODES
     u = np.arange(1 << G, dtype=np.int64)
     h = np.full(u.shape, codes[-1], np.int64)
     lo, hi = codes[-1], codes[-1]
@@ -144,7 +139,7 @@ class Log2(wiring.Component):
     bits; default the RD format of ``numerics``) into ``out_frac`` fraction bits; see the
     module docstring. ``LATENCY`` = 6, ``out`` the output format."""
 
-    LATENCY = len(LOG2_COEFFS) + 1
+    LATENCY = len(LOG2_COEFF_CODES) + 1
 
     def __init__(self, numerics, x_width: int | None = None, x_frac: int | None = None,
                  out_frac: int = LOG2_FRAC):
@@ -204,7 +199,7 @@ class Log2(wiring.Component):
         m = Module()
         mode = self.numerics.rounding
         xf, out = self.x_format, self.out
-        codes = log2_coefficient_codes()  # c1..c5
+        codes = LOG2_COEFF_CODES  # c1..c5
         d = len(codes)
 
         u_in, e_in, nonpos_in = log2_normalize_hdl(self.x, xf.width, xf.frac)

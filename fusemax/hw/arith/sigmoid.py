@@ -49,6 +49,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fusemax.errors import FuseMaxError
+from fusemax.hw.arith.divide import round_quotient_hdl
 from fusemax.hw.arith.exp2 import Exp2
 
 
@@ -102,16 +103,7 @@ class SigmoidReciprocal(wiring.Component):
         t = self.t.as_unsigned()[:tw]
         den = (t + one)[:dw]
         fits = r >= den
-        rbit = quo[0]
-        q = quo >> 1
-        sticky = r != 0
-        if nc.rounding == "nearest_even":
-            up = rbit & (sticky | q[0])
-        elif nc.rounding == "nearest_away":
-            up = rbit
-        else:  # floor: the quotient is never negative
-            up = 0
-        yv = q + up
+        yv = round_quotient_hdl(quo, r, 0, nc.rounding)  # the quotient is never negative
         too_hi = yv > out.max_code
 
         m.d.sync += self.done.eq(0)
@@ -147,7 +139,7 @@ class Sigmoid(wiring.Component):
     def __init__(self, numerics, out=None):
         self.numerics = numerics
         self.out = numerics.exp if out is None else out
-        self.quotient_bits = self.quotient_bits_for(self.out)
+        self.quotient_bits = quotient_bits_for(self.out)
         self.LATENCY = numerics.exp_cycles + self.quotient_bits + 2
         super().__init__({
             "start": In(1),
@@ -157,8 +149,6 @@ class Sigmoid(wiring.Component):
             "y": Out(self.out.shape()),
             "sat": Out(1),
         })
-
-    quotient_bits_for = staticmethod(quotient_bits_for)
 
     def elaborate(self, platform):
         m = Module()
