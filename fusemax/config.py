@@ -20,6 +20,8 @@ name               rows    cols    numerics
 ``<size>-int8``    as size         ``int8``: 8-bit Q/K/V inputs, every other role as ``fx16``
 ``tiny-sigmoid``   4       4       ``fx16``, with the sigmoid unit (``sigmoid_unit``) for the
 ``small-sigmoid``  8       8       sigmoid attention cascades
+``tiny-flow``      4       4       ``fx16``, with the Flow-Attention engine (``flow_unit``) for
+``small-flow``     8       8       the causal Flowformer cascade
 =================  ======  ======  ==========================================================
 
 The numerics are documented in ``docs/numerics.md``.
@@ -319,6 +321,12 @@ class FuseMaxConfig:
     #: (``sigmoid-norm``, ``sigmoid-nonorm``; schedule instruction ``MODE``). +542
     #: cells per 2D PE (+10 %; docs/synthesis.md); off by default.
     sigmoid_unit: bool = False
+    #: Add the Flow-Attention engine (``fusemax.hw.flow.FlowEngine``) for the causal
+    #: Flowformer cascade (``flowformer-causal``; schedule instructions ``FLOWC``, ``FLOW``): a
+    #: token-serial unit beside the arrays, ``cols`` lanes wide for its E x F state. Needs Q and
+    #: K words as wide as the score format (the host stores x·log2(e) in score codes); off by
+    #: default.
+    flow_unit: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -340,6 +348,16 @@ class FuseMaxConfig:
                 f"config sigmoid_unit with numerics.rd {self.numerics.rd.describe()}: the normalised "
                 f"sigmoid's epsilon 1e-8 is {self.numerics.sigmoid_eps_code} RD codes, and the 1D PE "
                 f"divides by RD alone (exact for rd.frac < 26)")
+        if not isinstance(self.flow_unit, bool):
+            raise FuseMaxError(f"config flow_unit must be true or false, got {self.flow_unit!r}")
+        if self.flow_unit:
+            n = self.numerics
+            for role in ("q", "k"):
+                if getattr(n, role).width < n.score.width:
+                    raise FuseMaxError(
+                        f"config flow_unit: numerics.{role} is {getattr(n, role).width} bits but the "
+                        f"flow engine reads score codes ({n.score.describe()}) from the {role.upper()} "
+                        f"buffer; give {role} at least {n.score.width} bits (e.g. the fx16 numerics)")
         for attr, (lo, hi) in limits.items():
             v = getattr(self, attr)
             if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
@@ -447,6 +465,7 @@ def _build_presets() -> dict[str, FuseMaxConfig]:
         out[f"{size}-int8"] = FuseMaxConfig(f"{size}-int8", r, c, NUMERICS_PRESETS["int8"]())
     for size in ("tiny", "small"):
         out[f"{size}-sigmoid"] = out[size].replace(name=f"{size}-sigmoid", sigmoid_unit=True)
+        out[f"{size}-flow"] = out[size].replace(name=f"{size}-flow", flow_unit=True)
     return out
 
 

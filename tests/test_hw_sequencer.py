@@ -1,6 +1,6 @@
 """The sequencer (through FuseMaxTop in the Amaranth simulator) on hand-built schedules:
 header/config check, shape limits, unknown opcodes, a TILE on a never-loaded slot, MODE on a
-design without the sigmoid unit; every
+design without the sigmoid unit, FLOWC/FLOW on a design without the flow engine; every
 error stops the run with ``done`` and exactly one sticky flag, and the next ``start``
 clears flags and counters. All schedules run back to back in one simulation."""
 
@@ -31,11 +31,14 @@ CASES = [
     ("E-big", [HDR, encode("SHAPE", E=max_e_effective(CFG) + 1, F=2), END], "shape", 2),
     ("F-big", [HDR, encode("SHAPE", E=2, F=CFG.max_f + 1), END], "shape", 2),
     ("ldq-before-shape", [HDR, encode("LDQ", addr=10), END], "shape", 2),
-    ("opcode-07", [HDR, SHAPE, 0x07 << OPCODE_LO, END], "opcode", 3),  # 0x06 is MODE
+    ("opcode-08", [HDR, SHAPE, 0x08 << OPCODE_LO, END], "opcode", 3),  # 0x06 MODE, 0x07 FLOWC
     # a design without the sigmoid unit: MODE 0 is a no-op, any mode bit a config error
     ("mode-off", [HDR, SHAPE, encode("MODE"), END], None, 4),
     ("mode-sigmoid", [HDR, SHAPE, encode("MODE", sigmoid=1), END], "config", 3),
     ("mode-nonorm", [HDR, SHAPE, encode("MODE", nonorm=1), END], "config", 3),
+    # a design without the flow engine: FLOWC and FLOW are config errors
+    ("flowc", [HDR, SHAPE, encode("FLOWC", clamp=100), END], "config", 3),
+    ("flow", [HDR, SHAPE, encode("FLOW", count=1), END], "config", 3),
     ("opcode-00", [HDR, SHAPE, 0, END], "opcode", 3),
     ("tile-unloaded", [HDR, SHAPE, encode("TILE", slot=1), END], "opcode", 3),
     ("ok-again", [HDR, SHAPE, END], None, 3),

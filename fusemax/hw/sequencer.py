@@ -42,7 +42,12 @@ tile engine to drain, resets RM.valid (``reset_rm``; RD needs no clearing: while
 valid PRM = 0, so the first RD update writes SLD alone) and makes the staged p_base current;
 the AV of a block without tiles waits for everything, resets RM.valid and RD and takes the
 staged p_base. SHAPE, MASK, CAUSAL, WINDOW, MODE, AV and END wait until the tile engine and AV are
-done. CAUSAL and WINDOW set the mask's ``causal`` and ``window`` (W, 0 = off; both cleared by
+done. On a design with ``flow_unit``, FLOWC and FLOW go to the flow engine (``flow_cmd``) once
+everything is idle (FLOW also waits for the Q buffer and its K/V slot); FLOW is blocking: no
+instruction issues while the engine runs. A FLOW before SHAPE, or whose tokens run past the
+buffers' lanes (q_lane + count > cols, kv_lane + count > rows), stops with ``error.shape``; on
+a never-loaded slot with ``error.opcode``; FLOWC/FLOW on a design without the engine with
+``error.config``. CAUSAL and WINDOW set the mask's ``causal`` and ``window`` (W, 0 = off; both cleared by
 ``start``). MODE sets ``sig_mode`` and ``nonorm`` (sigmoid attention; cleared by ``start``) on
 a design with ``sigmoid_unit``; elsewhere a MODE with a bit set stops with ``error.config``.
 In sigmoid mode the exps' done is the 2D sigmoids' (L = d + exp.frac + 5 cycles after the
@@ -135,6 +140,9 @@ class Sequencer(wiring.Component):
         }
         if config.sigmoid_unit:
             sig.update({"sig_mode": Out(1), "nonorm": Out(1)})
+        if config.flow_unit:
+            # FLOWC/FLOW go to the flow engine (it takes insn_data when flow_cmd is high)
+            sig.update({"flow_cmd": Out(1), "flow_busy": In(1)})
         for name in ACTIVITY:
             sig[name] = Out(1)
         super().__init__(sig)
@@ -272,8 +280,9 @@ class Sequencer(wiring.Component):
         ]
         eng_busy = Signal(name="engine_busy")
         m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend)
+        flow_busy = self.flow_busy if cfg.flow_unit else Const(0, 1)
         all_busy = Signal(name="all_busy")
-        m.d.comb += all_busy.eq(eng_busy | av_busy)
+        m.d.comb += all_busy.eq(eng_busy | av_busy | flow_busy)
 
         slot_f = field(w, "TILE", "slot")
         ser_f = field(w, "TILE", "serial")
@@ -308,6 +317,8 @@ class Sequencer(wiring.Component):
             with m.State("FETCH"):
                 with m.If(~self.insn_valid):
                     pass
+                with m.Elif(flow_busy):
+                    pass  # FLOW is blocking: nothing issues while the flow engine runs
                 with m.Elif(~seen_hdr & (op != OPCODES["HDR"].code)):
                     fail("config")
                 with m.Elif(op == OPCODES["HDR"].code):
@@ -343,6 +354,22 @@ class Sequencer(wiring.Component):
                         m.d.comb += pop.eq(1)
                         if cfg.sigmoid_unit:
                             m.d.sync += [self.sig_mode.eq(sig_f), self.nonorm.eq(nonorm_f)]
+                with m.Elif((op == OPCODES["FLOWC"].code) | (op == OPCODES["FLOW"].code)):
+                    fslot = field(w, "FLOW", "slot")
+                    if not cfg.flow_unit:
+                        fail("config")  # no flow engine
+                    else:
+                        lanes_over = ((field(w, "FLOW", "q_lane") + field(w, "FLOW", "count") > cfg.cols)
+                                      | (field(w, "FLOW", "kv_lane") + field(w, "FLOW", "count") > cfg.rows))
+                        with m.If((op == OPCODES["FLOW"].code) & (~shape_ok | lanes_over)):
+                            fail("shape")  # before SHAPE, or tokens beyond the buffers' lanes
+                        with m.Elif((op == OPCODES["FLOW"].code) & ((fslot >= KV_SLOTS) | ~loaded.bit_select(fslot, 1))):
+                            fail("opcode")
+                        with m.Elif(~all_busy & ((op == OPCODES["FLOWC"].code)
+                                                 | (ready.bit_select(fslot, 1) & ~self.ldq_busy))):
+                            m.d.comb += [pop.eq(1), self.flow_cmd.eq(1)]
+                        with m.Else():
+                            m.d.comb += exec_wait.eq(1)
                 with m.Elif(op == OPCODES["LDQ"].code):
                     # the Q buffer is read only by stage A
                     with m.If(~shape_ok):

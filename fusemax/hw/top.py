@@ -13,7 +13,7 @@ clears them, so they stay frozen from ``done`` until the next start.
 
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Module, Signal, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -21,6 +21,7 @@ from amaranth.lib.wiring import In, Out
 from fusemax.errors import FuseMaxError
 from fusemax.hw.array1d import Array1D
 from fusemax.hw.array2d import Array2D
+from fusemax.hw.flow import FlowEngine
 from fusemax.hw.memport import MemPort, kv_slot_lines
 from fusemax.hw.pe2d import operand_widths
 from fusemax.hw.sequencer import ACTIVITY, ERROR_BITS, Sequencer
@@ -29,7 +30,7 @@ from fusemax.sw.schedule import KV_SLOTS, config_tag
 #: CSR address -> counter name (docs/architecture.md section 6).
 COUNTERS = ["cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles",
             "bqk", "lm", "sln", "sld", "slnv", "rm", "prm", "rd", "rnv", "av",
-            "mem_reads", "mem_writes", "config_tag"]
+            "mem_reads", "mem_writes", "config_tag", "flow"]
 #: What each counter counts (docs/architecture.md section 6; the README's table is generated
 #: from this).
 COUNTER_DOC = {
@@ -52,6 +53,7 @@ COUNTER_DOC = {
     "mem_reads": "memory lines read",
     "mem_writes": "memory lines written",
     "config_tag": "the configuration tag (constant: low 32 bits of the config digest)",
+    "flow": "cycles the flow engine is busy (FLOW instructions; 0 without flow_unit)",
 }
 assert list(COUNTER_DOC) == COUNTERS
 #: What sets each sticky error flag (``ERROR_BITS``, docs/architecture.md section 6).
@@ -122,9 +124,30 @@ class FuseMaxTop(wiring.Component):
             q_wr.data.eq(Cat(*[lane(c, w["q"]) for c in range(C)])),
             kv_wr.en.eq(mp.kv_we), kv_wr.addr.eq(mp.kv_waddr),
             kv_wr.data.eq(Cat(*[lane(r, w["kv"]) for r in range(R)])),
-            q_rd.addr.eq(seq.q_raddr), kv_rd.addr.eq(seq.kv_raddr),
             a2.q_line.eq(q_rd.data), a2.kv_line.eq(kv_rd.data),
         ]
+        st_valid, st_addr, st_data = seq.st_valid, seq.st_addr, None  # the flow engine's, muxed in below
+        sat_in = {"score_sat": a2.score_sat, "rd_sat": a1.rd_sat, "rnv_sat": a1.rnv_sat,
+                  "out_sat": a1.out_sat, "dz": a1.dz}
+        flow_busy = Const(0, 1)
+        if cfg.flow_unit:
+            # the flow engine reads the buffers and stores while the arrays are idle
+            m.submodules.flow = fe = FlowEngine(cfg)
+            flow_busy = fe.busy
+            m.d.comb += [
+                fe.cmd_valid.eq(seq.flow_cmd), fe.cmd.eq(mp.insn_data), seq.flow_busy.eq(fe.busy),
+                fe.E.eq(seq.E), fe.F.eq(seq.F), fe.q_rdata.eq(q_rd.data), fe.kv_rdata.eq(kv_rd.data),
+                q_rd.addr.eq(Mux(fe.busy, fe.q_raddr, seq.q_raddr)),
+                kv_rd.addr.eq(Mux(fe.busy, fe.kv_raddr, seq.kv_raddr)),
+                fe.st_ready.eq(mp.st_ready),
+            ]
+            st_valid = seq.st_valid | fe.st_valid
+            st_addr = Mux(fe.busy, fe.st_addr, seq.st_addr)
+            st_data = fe.st_data
+            for name in ("score_sat", "rnv_sat", "out_sat", "dz"):
+                sat_in[name] = sat_in[name] | getattr(fe, name)
+        else:
+            m.d.comb += [q_rd.addr.eq(seq.q_raddr), kv_rd.addr.eq(seq.kv_raddr)]
 
         # ---- sequencer <-> memport ----
         m.d.comb += [
@@ -137,7 +160,7 @@ class FuseMaxTop(wiring.Component):
             mp.ldq_start.eq(seq.ldq_start), mp.ldq_addr.eq(seq.ldq_addr), seq.ldq_busy.eq(mp.ldq_busy),
             mp.ldkv_start.eq(seq.ldkv_start), mp.ldkv_addr.eq(seq.ldkv_addr), mp.ldkv_slot_in.eq(seq.ldkv_slot),
             seq.ldkv_busy.eq(mp.ldkv_busy), seq.ldkv_last.eq(mp.ldkv_last), seq.kv_filling.eq(mp.kv_filling),
-            mp.st_valid.eq(seq.st_valid), mp.st_addr.eq(seq.st_addr), seq.st_ready.eq(mp.st_ready),
+            mp.st_valid.eq(st_valid), mp.st_addr.eq(st_addr), seq.st_ready.eq(mp.st_ready),
             seq.mem_idle.eq(mp.idle),
         ]
         # store data: lane c = output code of column c (written back over RNV[f], sign-extended)
@@ -146,7 +169,11 @@ class FuseMaxTop(wiring.Component):
             s = Signal(16, name=f"st_lane{c}")
             m.d.comb += s.eq(a1.rf_rdata[c][:16])
             out_lanes.append(s)
-        m.d.comb += mp.st_data.eq(Cat(*out_lanes, Const(0, 16 * (cfg.mem_lanes - C))))
+        pad = Const(0, 16 * (cfg.mem_lanes - C))
+        if st_data is None:
+            m.d.comb += mp.st_data.eq(Cat(*out_lanes, pad))
+        else:
+            m.d.comb += mp.st_data.eq(Mux(flow_busy, Cat(st_data, pad), Cat(*out_lanes, pad)))
 
         # ---- sequencer <-> arrays ----
         m.d.comb += [
@@ -162,8 +189,8 @@ class FuseMaxTop(wiring.Component):
             a1.rnv_waddr.eq(seq.rnv_waddr), a1.rm_commit.eq(seq.rm_commit), a1.div_start.eq(seq.div_start),
             a1.wb_sel.eq(seq.wb_sel),
             seq.div_done.eq(a1.div_done),
-            seq.score_sat.eq(a2.score_sat), seq.rd_sat.eq(a1.rd_sat), seq.rnv_sat.eq(a1.rnv_sat),
-            seq.out_sat.eq(a1.out_sat), seq.dz.eq(a1.dz),
+            seq.score_sat.eq(sat_in["score_sat"]), seq.rd_sat.eq(sat_in["rd_sat"]),
+            seq.rnv_sat.eq(sat_in["rnv_sat"]), seq.out_sat.eq(sat_in["out_sat"]), seq.dz.eq(sat_in["dz"]),
         ]
         if cfg.sigmoid_unit:
             # sigmoid mode: the 1D exp does not run; the 2D sigmoids' done times SLN and PRM
@@ -187,7 +214,7 @@ class FuseMaxTop(wiring.Component):
             "bqk": seq.act_bqk, "lm": seq.act_lm, "sln": seq.act_sln, "sld": seq.act_sld,
             "slnv": seq.act_slnv, "rm": seq.act_rm, "prm": seq.act_prm, "rd": seq.act_rd,
             "rnv": seq.act_rnv, "av": seq.act_av,
-            "mem_reads": mp.rd_fire, "mem_writes": mp.wr_fire,
+            "mem_reads": mp.rd_fire, "mem_writes": mp.wr_fire, "flow": flow_busy,
         }
         regs = []
         for name in COUNTERS:

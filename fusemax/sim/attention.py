@@ -39,7 +39,7 @@ MODES = ("cocotb", "native")
 #: Counter names by CSR address (docs/architecture.md section 6).
 CSR_NAMES = ("cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles", "BQK", "LM", "SLN",
              "SLD", "SLNV", "RM", "PRM", "RD", "RNV", "AV", "mem_lines_read", "mem_lines_written",
-             "config_tag")
+             "config_tag", "flow_busy")
 #: Einsum counters: name -> array.
 EINSUM_COUNTERS = {"BQK": "2d", "LM": "2d", "SLN": "2d", "SLD": "2d", "SLNV": "2d",
                    "RM": "1d", "PRM": "1d", "RD": "1d", "RNV": "1d", "AV": "1d"}
@@ -240,9 +240,12 @@ def expected_flags(gold) -> list[str]:
     """Error flags the hardware must raise for a golden result (saturation, divide by zero)."""
     s = gold.saturation
     want = []
-    for role, name in (("score", "score_saturated"), ("rd", "rd_saturated"), ("rnv", "rnv_saturated"),
+    # (phi and flow: causal Flow-Attention's sigmoids and FLOW_FORMAT values, which the flow
+    # engine reports as score and RNV saturation)
+    for role, name in (("score", "score_saturated"), ("phi", "score_saturated"),
+                       ("rd", "rd_saturated"), ("rnv", "rnv_saturated"), ("flow", "rnv_saturated"),
                        ("out", "out_saturated")):
-        if s.get(role):
+        if s.get(role) and name not in want:
             want.append(name)
     if gold.div_by_zero:
         want.append("div_by_zero")
@@ -256,7 +259,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
              cascade: str = "attention-1pass", timeout_s: float | None = None,
              max_mismatches: int = 8, mode: str = "cocotb", binding: str = "fusemax",
              k_bias=None, v_bias=None, window: int | None = None, clusters: int | None = None,
-             cluster_size: int | None = None, means=None, kmeans_seed: int = 0) -> dict:
+             cluster_size: int | None = None, means=None, kmeans_seed: int = 0,
+             clamp: float | None = None) -> dict:
     """Run attention of ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) on the RTL of
     ``config`` and compare. Returns the report dict (see module docstring); the arrays are under
     ``output`` (floats) and ``output_codes`` (integers). ``mode``: see :func:`run_program`
@@ -264,9 +268,9 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
 
     ``cascade`` may also name an attention variant the RTL runs with the host's help
     (:data:`fusemax.sw.rtl_variants.RTL_VARIANTS`: softmax-1, key / key+value bias, local,
-    routing, sigmoid with or without the norm), with its options ``k_bias``, ``v_bias``,
-    ``window``, ``clusters``, ``cluster_size``, ``means``, ``kmeans_seed``
-    (:func:`fusemax.sw.rtl_variants.prepare`). Then
+    routing, sigmoid with or without the norm, causal Flow-Attention), with its options
+    ``k_bias``, ``v_bias``, ``window``, ``clusters``, ``cluster_size``, ``means``,
+    ``kmeans_seed``, ``clamp`` (:func:`fusemax.sw.rtl_variants.prepare`). Then
     the RTL's codes are compared with the variant's bit-exact golden, ``output`` is the
     mechanism's output (scattered back for routing; ``output_codes`` stay in the RTL's layout),
     ``error`` is measured against the variant's float64 reference, and ``variant`` says what the
@@ -280,7 +284,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     k = np.asarray(k, np.float64)
     v = np.asarray(v, np.float64)
     options = {"k_bias": k_bias, "v_bias": v_bias, "window": window, "clusters": clusters,
-               "cluster_size": cluster_size, "means": means}
+               "cluster_size": cluster_size, "means": means, "clamp": clamp}
     variant = None
     if cascade in RTL_VARIANTS:
         say(f"host: preparing {cascade} ({RTL_VARIANTS[cascade]})")
@@ -289,7 +293,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         say("compiling the schedule and the memory image")
         program = compile_attention(config, variant.q, variant.k, variant.v, scale=scale,
                                     causal=variant.causal, cascade=variant.compile_cascade,
-                                    binding=binding, pattern=variant.pattern)
+                                    binding=binding, pattern=variant.pattern,
+                                    **variant.compile_options)
         causal = program.causal
     else:
         given = [name for name, value in options.items() if value is not None]
@@ -300,7 +305,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         program = compile_attention(config, q, k, v, scale=scale, causal=causal, cascade=cascade,
                                     binding=binding)
     s = program.shape
-    mask = causal_mask(s.P, s.M) if causal else None
+    flow = program.schedule.is_flow  # the flow engine: no tiles, no mask
+    mask = causal_mask(s.P, s.M) if causal and not flow else None
     say("golden model")
     if variant is None:
         gold = golden_for(program.schedule.cascade)(q, k, v, config, scale=program.scale, mask=mask)
@@ -325,12 +331,16 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "scale": program.scale,
         "tiling": {"M0": config.rows, "M1": program.layout.M1, "P0": config.cols, "P1": 1,
                    "P2": program.layout.P2, "tiles": program.schedule.tiles,
-                   "tiles_skipped": program.schedule.tiles_skipped},
+                   "tiles_skipped": program.schedule.tiles_skipped,
+                   "flow_tokens": program.schedule.flow_tokens},
         "timeout": raw["timeout"],
         "cycles": cycles,
-        "busy": {"2d": int(c["busy_2d"]), "1d": int(c["busy_1d"])},
+        "busy": {"2d": int(c["busy_2d"]), "1d": int(c["busy_1d"]),
+                 **({"flow": int(c.get("flow_busy", 0))} if flow else {})},
         "utilization": {"2d": c["busy_2d"] / cycles if cycles else 0.0,
-                        "1d": c["busy_1d"] / cycles if cycles else 0.0},
+                        "1d": c["busy_1d"] / cycles if cycles else 0.0,
+                        **({"flow": c.get("flow_busy", 0) / cycles if cycles else 0.0}
+                           if flow else {})},
         "einsum_cycles": {name: int(c[name]) for name in EINSUM_COUNTERS},
         "stall_cycles": int(c["stall"]),
         "mac_efficiency": (program.schedule.tiles * (s.E + s.F) / cycles) if cycles else 0.0,
@@ -338,7 +348,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "score_function": program.schedule.score_function,
         "model": (model_comparison(config, s, causal, program.schedule.binding, cycles,
                                    program.schedule.cascade)
-                  if program.schedule.pattern is None else None),
+                  if program.schedule.pattern is None and not flow else None),
         "counters": {name: int(val) for name, val in c.items()},
         "buffer_bytes": design_buffers(config),
         "error_bits": raw["error"],
@@ -348,6 +358,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     # checks of the counters the schedule determines
     L = program.layout
     data_read = s.B * s.H * L.P2 * s.E + program.schedule.tiles * (s.E + s.F)
+    if flow:  # every K/V chunk once
+        data_read = s.B * s.H * (L.P2 * s.E + L.M1 * (s.E + s.F))
     report["expected_counters"] = {
         "instructions": len(program.instructions), "tiles": program.schedule.tiles,
         "mem_lines_written": s.B * s.H * L.P2 * s.F,
@@ -363,6 +375,11 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
             "pattern": program.schedule.pattern, "tiles_run": program.schedule.tiles,
             "tiles_total": grid, "tiles_skipped_fraction": 1.0 - program.schedule.tiles / grid,
         }
+        if flow:  # tokens on the flow engine, no tiles
+            report["variant"].update({"tiles_total": 0, "tiles_skipped_fraction": None,
+                                      "flow_tokens": program.schedule.flow_tokens,
+                                      "clamp": program.schedule.flow_clamp,
+                                      "clamp_code": program.schedule.flow_clamp_code})
         report["variant_arrays"] = variant.arrays
     mismatches = None
     if out_codes is not None:
@@ -491,18 +508,22 @@ def summary_text(report: dict) -> str:
         + (" causal" if report["causal"] else ""),
         f"cycles {report['cycles']}: 2D busy {report['busy']['2d']} ({100 * u['2d']:.1f} %), "
         f"1D busy {report['busy']['1d']} ({100 * u['1d']:.1f} %), memory stalls {report['stall_cycles']}, "
-        f"MAC efficiency {100 * report['mac_efficiency']:.1f} % ({report['binding']} binding)",
-        model_text(report["model"]),
+        + (f"flow engine busy {report['busy']['flow']} ({100 * u['flow']:.1f} %), "
+         f"{report['tiling']['flow_tokens']} tokens" if "flow" in report["busy"] else
+         f"MAC efficiency {100 * report['mac_efficiency']:.1f} % ({report['binding']} binding)"),
+        ("model: none (the analytical models cover tiles, not the flow engine)"
+         if report["tiling"].get("flow_tokens") else model_text(report["model"])),
         "per Einsum: " + ", ".join(f"{k} {v}" for k, v in report["einsum_cycles"].items()),
         "on-chip buffers: " + ", ".join(f"{k} {v} B" for k, v in report["buffer_bytes"].items()),
     ]
     if "variant" in report:
         var = report["variant"]
         params = ", ".join(f"{k} {v}" for k, v in var["params"].items())
+        runs = (f"; {var['flow_tokens']} tokens on the flow engine" if "flow_tokens" in var else
+                f"; tiles run {var['tiles_run']} of {var['tiles_total']} "
+                f"({100 * var['tiles_skipped_fraction']:.1f} % skipped)")
         lines.append(f"host: {var['how']} ({params}); RTL shape "
-                     + ",".join(f"{k}={v}" for k, v in var["rtl_shape"].items())
-                     + f"; tiles run {var['tiles_run']} of {var['tiles_total']} "
-                     f"({100 * var['tiles_skipped_fraction']:.1f} % skipped)")
+                     + ",".join(f"{k}={v}" for k, v in var["rtl_shape"].items()) + runs)
     if report["timeout"]:
         lines.append("TIMEOUT: done never rose")
     elif report["bit_exact"]:

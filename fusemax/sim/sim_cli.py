@@ -34,7 +34,9 @@ def register(subparsers) -> None:
         "(C,E) or (H,C,E), gathers each cluster into contiguous rows, the RTL runs the diagonal "
         "tiles, the host scatters back; w must be a multiple of rows and cols), sigmoid-norm and "
         "sigmoid-nonorm (sigmoid scores, no host part; a config with the sigmoid unit, e.g. "
-        "tiny-sigmoid). For them the "
+        "tiny-sigmoid), flowformer-causal (causal Flow-Attention on the flow engine, token by "
+        "token; a config with the flow unit, e.g. tiny-flow; P = M; --clamp 1, 5 or 10; no "
+        "scale, no mask: causal by construction). For them the "
         "RTL is compared with the variant's bit-exact golden, O is the mechanism's output "
         "(scattered back for routing), O_codes the RTL's codes in its own layout (for routing "
         "(B,H,C*w,F), with index_q and index_k (B,H,C,w), the tokens gathered), and the error "
@@ -46,6 +48,7 @@ def register(subparsers) -> None:
                 "fusemax sim attention-local --window 16 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-routing --clusters 4 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim sigmoid-norm --causal --config tiny-sigmoid --inputs in.npz --out out.npz --native\n  "
+                "fusemax sim flowformer-causal --clamp 5 --config tiny-flow --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
                 "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
     )
@@ -54,7 +57,8 @@ def register(subparsers) -> None:
                         "a variant the RTL runs with the host's "
                         "help: attention-softmax1, attention-kbias, attention-kvbias, "
                         "attention-local, attention-routing; sigmoid-norm, sigmoid-nonorm (a "
-                        "config with the sigmoid unit)")
+                        "config with the sigmoid unit); flowformer-causal (a config with the flow "
+                        "unit)")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
@@ -102,6 +106,9 @@ def register(subparsers) -> None:
     p.add_argument("--kmeans-seed", type=int, default=0, metavar="N",
                    help="attention-routing without means in the inputs: seed of the k-means "
                         "initialisation (Kmeans.init: random tokens, then 10 k-means steps)")
+    p.add_argument("--clamp", type=float, default=None, metavar="C",
+                   help="flowformer-causal: bound of the conserved source, one of Flowformer's "
+                        "per-task bounds 1 (core Flow_Attention, default), 5 (NLP), 10 (RL)")
     p.add_argument("--native", action="store_true",
                    help="run under a Verilator C++ harness instead of cocotb (no Python in the "
                         "simulation loop; same results and report; no --waves)")
@@ -118,7 +125,8 @@ def cmd_sim(args: argparse.Namespace) -> int:
     cascade = args.cascade if args.cascade in RTL_VARIANTS else check_cascade_mappable(args.cascade)
     config = load_config(args.config)
     q, k, v, had_batch = load_attention_inputs(args.inputs)
-    options = {"window": args.window, "clusters": args.clusters, "cluster_size": args.cluster_size}
+    options = {"window": args.window, "clusters": args.clusters, "cluster_size": args.cluster_size,
+               "clamp": args.clamp}
     if cascade in RTL_VARIANTS:  # the variant's arrays from the inputs file
         data = load_npz(args.inputs)
         for name in ("k_bias", "v_bias", "means"):

@@ -23,18 +23,24 @@ def register(subparsers) -> None:
         "attention-1pass maps onto the hardware, and attention-3pass as the baseline (each "
         "block's tiles twice: pass 1 for the global max, then passes 2 and 3 merged); "
         "sigmoid-norm and sigmoid-nonorm run attention-1pass's tiles with sigmoid scores (MODE; "
-        "a config with the sigmoid unit, e.g. tiny-sigmoid); other cascades get the reason. "
+        "a config with the sigmoid unit, e.g. tiny-sigmoid); flowformer-causal (causal "
+        "Flow-Attention, P = M) runs token by token on the flow engine (FLOWC, FLOW; a config "
+        "with the flow unit, e.g. tiny-flow; --clamp c, the bound of the conserved source, "
+        "default 1; causal by construction, --causal changes nothing); other cascades get the "
+        "reason. "
         "--causal masks keys after each query, aligned at the end of the key sequence (query p "
         "sees key m iff m <= p + M - P) and skips tiles no query of a block can see. "
         f"Configs: {', '.join(PRESETS)} or a config .json file.",
         example="fusemax compile attention-1pass --config small --shape "
                 "B=1,H=2,M=256,P=64,E=64,F=64 -o sched.bin --listing -\n  "
                 "fusemax compile sigmoid-norm --causal --config tiny-sigmoid --shape "
-                "B=1,H=1,M=37,P=29,E=8,F=8 --listing -",
+                "B=1,H=1,M=37,P=29,E=8,F=8 --listing -\n  "
+                "fusemax compile flowformer-causal --clamp 5 --config tiny-flow --shape "
+                "B=1,H=1,M=13,P=13,E=8,F=5 --listing -",
     )
     p.add_argument("cascade", metavar="CASCADE",
                    help="cascade name (attention-1pass, attention-3pass, sigmoid-norm, "
-                        "sigmoid-nonorm) or .cas file")
+                        "sigmoid-nonorm, flowformer-causal) or .cas file")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")
@@ -42,6 +48,9 @@ def register(subparsers) -> None:
     p.add_argument("--binding", choices=BINDINGS, default="fusemax",
                    help="fusemax: tiles overlap (default); architecture: every TILE serial (the "
                         "+Architecture ablation)")
+    p.add_argument("--clamp", type=float, default=None, metavar="C",
+                   help="flowformer-causal: bound of the conserved source (default 1; Flowformer's "
+                        "per-task bounds are 1, 5 (NLP) and 10 (RL))")
     p.add_argument("-o", "--out", metavar="SCHED.bin", help="write the schedule words here")
     p.add_argument("--listing", metavar="FILE|-", help="write the readable listing (- = stdout)")
     p.add_argument("--json", action="store_true", help="print a JSON summary (with the layout)")
@@ -54,7 +63,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     shape = parse_shape(args.shape)
     sched = compile_schedule(config, shape, causal=args.causal, cascade=args.cascade,
-                             binding=args.binding)
+                             binding=args.binding, clamp=args.clamp)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_bytes(sched.to_bytes())
@@ -82,8 +91,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "out": args.out,
         "listing": args.listing,
     }
+    if sched.is_flow:
+        summary.update({"flow_tokens": sched.flow_tokens, "clamp": sched.flow_clamp,
+                        "clamp_code": sched.flow_clamp_code})
     text = (f"{sched.cascade} on {config.name} ({shape}{', causal' if sched.causal else ''}): "
-            f"{len(sched.instructions)} instructions, {sched.tiles} tiles"
+            f"{len(sched.instructions)} instructions, "
+            + (f"{sched.flow_tokens} tokens on the flow engine (clamp {sched.flow_clamp:g}, "
+               f"c2 = {sched.flow_clamp_code})" if sched.is_flow else f"{sched.tiles} tiles")
             + (f" ({sched.tiles_skipped} masked tiles skipped)" if sched.tiles_skipped else "")
             + f"; M1 = {L.M1} chunks x M0 = {L.rows} keys, P2 = {L.P2} blocks x P0 = {L.cols} "
             f"queries; image {L.n_lines} lines"

@@ -7,8 +7,10 @@ pass 1 for the global max, then passes 2 and 3 merged by the division reduction 
 ``TILE restart`` (``KV_SWEEPS``). ``sigmoid-norm`` and ``sigmoid-nonorm`` run attention-1pass's
 tiles after ``MODE sigmoid=1`` (``nonorm`` for the latter; ``CASCADE_MODES``) on a design with
 ``sigmoid_unit``. The attention variants of :mod:`fusemax.sw.rtl_variants` run as
-attention-1pass on inputs the host prepares, some with a tile list (``pattern=``). The
-mapping is fixed by the configuration:
+attention-1pass on inputs the host prepares, some with a tile list (``pattern=``).
+``flowformer-causal`` (causal Flow-Attention) runs on the flow engine of a design with
+``flow_unit``: no tiles, token-serial ``FLOW`` instructions over the same layout (see
+:func:`compile_schedule`). The tile mapping is fixed by the configuration:
 
 * **tiling**: M -> M1 x M0 with M0 = ``rows`` (a K/V *chunk*: the keys of one tile), M1 =
   ceil(M / rows); P -> P2 x P1 x P0 with P0 = ``cols``, P1 = 1 (one block of ``cols`` queries is
@@ -58,7 +60,7 @@ from fusemax.sw.attention_io import attention_dims, parse_dims
 from fusemax.sw import schedule as sf
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_SWEEPS",
-           "CASCADE_MODES", "parse_shape",
+           "CASCADE_MODES", "FLOW_CASCADES", "FLOW_MAX_N", "flow_segments", "parse_shape",
            "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
            "buffer_bytes", "BINDINGS", "hardware_mask", "pattern_chunks"]
 
@@ -67,7 +69,16 @@ __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_S
 #: reduction (TILE.restart on the block's first tile of the second sweep: RM = GM stays, RD and
 #: RNV sum again with PRM = 1), so two sweeps; the golden is
 #: :func:`fusemax.sw.golden.attention_3pass`.
-KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2, "sigmoid-norm": 1, "sigmoid-nonorm": 1}
+#: flowformer-causal reads each K/V chunk once (by FLOW instructions, not tiles).
+KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2, "sigmoid-norm": 1, "sigmoid-nonorm": 1,
+             "flowformer-causal": 1}
+
+#: Cascades that run on the flow engine (``FLOWC``, ``FLOW``; ``config.flow_unit``), not as tiles.
+FLOW_CASCADES = ("flowformer-causal",)
+
+#: Keys per sequence the flow engine takes: KC, QC and ZC are 32-bit sums of values <= 1.0 with
+#: 15 fraction bits, so at most 2^17 of them fit.
+FLOW_MAX_N = 1 << 17
 
 #: Cascades the hardware runs (:func:`check_cascade_mappable` gives the reason for the others).
 SUPPORTED_CASCADES = tuple(KV_SWEEPS)
@@ -183,7 +194,7 @@ def check_cascade_mappable(cascade: str) -> str:
         f"cascade {checked.name} cannot be mapped: the sequencer binds only the Einsums of "
         f"attention-1pass (BQK, LM, SLN, SLD, SLNV on the 2D array; RM, PRM, SPD, RD, SPNV, RNV, "
         f"AV on the 1D array; attention-3pass runs them twice, sigmoid-norm and sigmoid-nonorm "
-        f"with sigmoid scores); {checked.name} is a different "
+        f"with sigmoid scores; flowformer-causal runs on the flow engine); {checked.name} is a different "
         f"sequence of Einsums (docs/variants.md names the PE operations it lacks)")
 
 
@@ -376,10 +387,21 @@ class Schedule:
     window: int = 0                 #: WINDOW's W (0: no window lower bound)
     pattern: str | None = None      #: repr of the attention pattern the tile list came from
     mode: dict = field(default_factory=dict)  #: the MODE fields emitted ({}: none, softmax)
+    flow_tokens: int = 0            #: tokens the FLOW instructions run (flowformer-causal)
+    flow_clamp: float | None = None  #: the clamp bound c (flowformer-causal; FLOWC holds c2)
+    flow_clamp_code: int | None = None  #: c2 = round(c·log2(e)·2^score.frac)
+
+    @property
+    def is_flow(self) -> bool:
+        """Whether this schedule runs the flow engine (FLOWC, FLOW) instead of tiles."""
+        return self.cascade in FLOW_CASCADES
 
     @property
     def score_function(self) -> str:
-        """What the tiles compute: ``softmax``, ``sigmoid, normalised`` or ``sigmoid, no norm``."""
+        """What the tiles compute: ``softmax``, ``sigmoid, normalised`` or ``sigmoid, no norm``
+        (``flow`` for the flow engine's cascade)."""
+        if self.is_flow:
+            return "flow"
         if not self.mode.get("sigmoid"):
             return "softmax"
         return "sigmoid, no norm" if self.mode.get("nonorm") else "sigmoid, normalised"
@@ -413,6 +435,8 @@ class Schedule:
     def listing(self) -> str:
         """One line per instruction: address, hex word, mnemonic, and what it touches."""
         L, s = self.layout, self.shape
+        if self.is_flow:
+            return self._listing(self._flow_head())
         head = [
             f"; fusemax schedule v{sf.VERSION}: {self.cascade} ({self.binding} binding) on config {self.config.name} "
             f"({self.config.rows} rows x {self.config.cols} cols, digest {self.config.digest()}, "
@@ -428,10 +452,28 @@ class Schedule:
             f"; memory: {L.n_lines} lines of {L.mem_lanes} x 16 bits; schedule at "
             f"[{L.sched_base}, {L.sched_base + L.sched_lines}) ({self.insns_per_line} per line); outputs in "
             f"[{L.output_range[0]}, {L.output_range[1]})",
-            ";",
-            "; addr     word              instruction",
         ]
-        lines = list(head)
+        return self._listing(head)
+
+    def _flow_head(self) -> list[str]:
+        L, s = self.layout, self.shape
+        return [
+            f"; fusemax schedule v{sf.VERSION}: {self.cascade} (flow engine) on config {self.config.name} "
+            f"({self.config.rows} rows x {self.config.cols} cols, digest {self.config.digest()}, "
+            f"tag {sf.config_tag(self.config.digest()):08x})",
+            f"; shape {s}; causal by construction (token i sees tokens 0..i; no mask); clamp "
+            f"c = {self.flow_clamp:g} (c2 = {self.flow_clamp_code} score codes)",
+            f"; tokens: N = {s.M} per (b, h), {self.flow_tokens} in all, in FLOW segments within one "
+            f"Q block of {L.cols} queries and one K/V chunk of {L.rows} keys; {L.P2} Q blocks, "
+            f"{L.M1} chunks per (b, h)",
+            f"; memory: {L.n_lines} lines of {L.mem_lanes} x 16 bits; schedule at "
+            f"[{L.sched_base}, {L.sched_base + L.sched_lines}) ({self.insns_per_line} per line); outputs in "
+            f"[{L.output_range[0]}, {L.output_range[1]})",
+        ]
+
+    def _listing(self, head: list[str]) -> str:
+        L, s = self.layout, self.shape
+        lines = list(head) + [";", "; addr     word              instruction"]
         for n, (ins, note) in enumerate(zip(self.instructions, self.comments)):
             text = f"{self.insn_addr(n):<10s} {ins.word:016x}  {str(ins):<34s}"
             lines.append(f"{text} ; {note}" if note else text.rstrip())
@@ -448,10 +490,20 @@ class Schedule:
         return "\n".join(lines) + "\n"
 
     def cycle_bound(self) -> int:
-        """A generous upper bound on the cycles a correct design needs (for hang detection)."""
+        """A generous upper bound on the cycles a correct design needs (for hang detection).
+        Flow schedules: per token 4·(E + F) + 400 + 2·E·ceil(F/cols) + 8·(div + exp cycles) +
+        F·(div cycles + 2), plus the loads, the stores and the instructions; a bound, not a
+        model of the flow engine."""
         c, n = self.config, self.config.numerics
         s = self.shape
         lat = c.mem_latency + 4
+        if self.is_flow:
+            token = (4 * (s.E + s.F) + 400 + 2 * s.E * -(-s.F // c.cols)
+                     + 8 * (n.div_cycles + n.exp_cycles) + s.F * (n.div_cycles + 2))
+            L = self.layout
+            loads = s.B * s.H * (L.P2 * (s.E + lat) + L.M1 * (s.E + s.F + lat) + L.P2 * (s.F + lat))
+            est = self.flow_tokens * token + loads + len(self.instructions) * (lat + 4)
+            return 4 * est + 10_000
         tile = s.E + s.F + 2 * n.exp_cycles + 4 * (c.row_bits + 4) + 32
         load = (s.E + s.F) + lat
         av = s.F * (n.div_cycles + 2) + s.F + lat + 16
@@ -467,7 +519,7 @@ BINDINGS = ("fusemax", "architecture")
 
 def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                      cascade: str = "attention-1pass", sched_base: int = 0,
-                     binding: str = "fusemax", pattern=None) -> Schedule:
+                     binding: str = "fusemax", pattern=None, clamp: float | None = None) -> Schedule:
     """The control schedule and memory layout of ``cascade`` for ``shape`` on ``config``;
     ``binding`` is ``"fusemax"`` or ``"architecture"`` (every tile serial).
 
@@ -475,12 +527,19 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     tiles it touches (:func:`~fusemax.sw.patterns.tiles_touched`), with the mask
     (``CAUSAL``, ``WINDOW``) of :func:`pattern_chunks`, which checks that the result is exact.
 
+    ``flowformer-causal`` (a design with ``flow_unit``; ``clamp`` the bound c of the conserved
+    source, default :data:`~fusemax.sw.golden_variants.FLOW_CLAMP`): see :func:`_compile_flow`.
+
     Raises FuseMaxError naming the obstacle when the shape does not fit the configuration.
     """
     if binding not in BINDINGS:
         raise FuseMaxError(f"unknown binding {binding!r}; known: {', '.join(BINDINGS)}")
     serial = int(binding == "architecture")
     cascade = check_cascade_mappable(cascade)  # the reason if not (a .cas file: its name)
+    if cascade in FLOW_CASCADES:
+        return _compile_flow(config, shape, causal, cascade, sched_base, binding, pattern, clamp)
+    if clamp is not None:
+        raise FuseMaxError(f"clamp is an option of {', '.join(FLOW_CASCADES)}, not of {cascade}")
     mode = CASCADE_MODES.get(cascade, {})
     if mode.get("sigmoid") and not config.sigmoid_unit:
         from fusemax.config import PRESETS
@@ -622,6 +681,138 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                     pattern=None if pattern is None else repr(pattern), mode=dict(mode))
 
 
+def flow_segments(N: int, rows: int, cols: int) -> list[tuple[int, int]]:
+    """The FLOW segments [t, t_end) of a sequence of ``N`` tokens: each within one Q block of
+    ``cols`` queries and one K/V chunk of ``rows`` keys (t_end = the next multiple of cols or
+    of rows above t, at most N)."""
+    out, t = [], 0
+    while t < N:
+        t_end = min(N, (t // cols + 1) * cols, (t // rows + 1) * rows)
+        out.append((t, t_end))
+        t = t_end
+    return out
+
+
+def _flow_refusals(config: FuseMaxConfig, s: Shape, cascade: str, binding: str, pattern) -> None:
+    if not config.flow_unit:
+        from fusemax.config import PRESETS
+
+        with_unit = [n for n, c in PRESETS.items() if c.flow_unit]
+        raise FuseMaxError(
+            f"cascade {cascade} needs a design with the flow engine (config flow_unit = true, "
+            f"e.g. the presets {', '.join(with_unit)}); config {config.name} has none (its "
+            f"hardware would stop with error.config on FLOWC)")
+    if s.P != s.M:
+        raise FuseMaxError(f"{cascade} needs P = M (one sequence of N tokens: query i and key i "
+                           f"are token i), got P = {s.P}, M = {s.M}")
+    if pattern is not None:
+        raise FuseMaxError(f"{cascade} takes no attention pattern: it is causal by construction "
+                           f"(token i sees tokens 0..i through running sums; the flow engine has "
+                           f"no mask)")
+    if binding != "fusemax":
+        raise FuseMaxError(f"{cascade} has no tile binding to choose (binding {binding!r}): the "
+                           f"flow engine runs its tokens one after the other")
+    if s.M > FLOW_MAX_N:
+        raise FuseMaxError(
+            f"{cascade}: N = {s.M} tokens exceeds {FLOW_MAX_N} = 2^17: the flow engine's running "
+            f"sums KC, QC and ZC are 32-bit registers with 15 fraction bits holding sums of values "
+            f"up to 1.0, so at most 2^17 tokens fit")
+
+
+def _compile_flow(config: FuseMaxConfig, shape, causal: bool, cascade: str, sched_base: int,
+                  binding: str, pattern, clamp: float | None) -> Schedule:
+    """The schedule of causal Flow-Attention (a design with ``flow_unit``).
+
+    ``HDR, SHAPE, MASK (M = P = N), FLOWC clamp=c2``, then per (b, h) the tokens t = 0..N-1 in
+    the segments of :func:`flow_segments`. At a segment start, ``LDQ`` of Q block t // cols when
+    t % cols == 0 (after the FLOW that stored the previous block), ``LDKV`` of chunk t // rows
+    when t % rows == 0 and it is not loaded yet; before each chunk's first FLOW, the next chunk
+    (of this or the next (b, h)) loads into the next slot (n % 3 for the n-th chunk loaded), in
+    the background while the FLOWs run. ``FLOW addr=out block, slot, first = (t == 0),
+    store = (the segment ends the Q block or the sequence), q_lane = t % cols, kv_lane = t % rows,
+    count``. The layout is the standard one (Q blocks of cols queries, K/V chunks of rows keys,
+    output blocks of F lines). The causal flag is not used (no CAUSAL instruction: the cascade
+    is causal by construction), so either value is accepted."""
+    from fusemax.sw.golden_variants import FLOW_CLAMP, flow_clamp_code
+
+    s = Shape.of(shape)
+    _flow_refusals(config, s, cascade, binding, pattern)
+    _check_fits(config, s)
+    c = FLOW_CLAMP if clamp is None else clamp
+    c2 = flow_clamp_code(c, config.numerics)
+    clamp_bits = sf.OPCODES["FLOWC"].fields["clamp"][1]
+    if c2 >= 1 << clamp_bits:
+        raise FuseMaxError(f"clamp code {c2} does not fit FLOWC's {clamp_bits}-bit field")
+    rows, cols = config.rows, config.cols
+    N = s.M
+    P2, M1 = -(-N // cols), -(-N // rows)
+    segs = flow_segments(N, rows, cols)
+    n_instr = 4 + s.B * s.H * (P2 + M1 + len(segs)) + 1
+    n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
+    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
+                    sched_base + n_lines)
+    if layout.n_lines > (1 << config.mem_addr_width):
+        raise FuseMaxError(
+            f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
+            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
+            f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
+            f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or N, or a config with a "
+            f"wider mem_addr_width")
+
+    ins: list[sf.Instruction] = []
+    notes: list[str] = []
+
+    def emit(op: str, note: str = "", **args: int) -> None:
+        sf.encode(op, **args)  # range-check now, with the instruction's name in the error
+        ins.append(sf.Instruction(op, dict(args)))
+        notes.append(note)
+
+    digest = config.digest()
+    emit("HDR", f"schedule format v{sf.VERSION}, config {config.name} (digest {digest})",
+         version=sf.VERSION, tag=sf.config_tag(digest))
+    emit("SHAPE", f"E = {s.E} (Q, K), F = {s.F} (V)", E=s.E, F=s.F)
+    emit("MASK", f"N = M = P = {N} tokens", M=N, P=N)
+    emit("FLOWC", f"clamp c = {c:g}: c2 = round(c·log2(e)·2^{config.numerics.score.frac}) = {c2} "
+         f"score codes", clamp=c2)
+    chunks = [(b, h, j) for b in range(s.B) for h in range(s.H) for j in range(M1)]
+    slot_of: dict[tuple[int, int, int], int] = {}  # chunk -> slot, once its LDKV is emitted
+
+    def ldkv(n: int, why: str = "") -> None:
+        b, h, j = chunks[n]
+        slot_of[chunks[n]] = n % sf.KV_SLOTS
+        emit("LDKV", f"b{b} h{h}: K/V chunk {j} (keys {j * rows}..{min(N, (j + 1) * rows) - 1}) -> "
+             f"slot {n % sf.KV_SLOTS}{why}", addr=layout.kv_addr(b, h, j), slot=n % sf.KV_SLOTS)
+
+    for b in range(s.B):
+        for h in range(s.H):
+            for t, t_end in segs:
+                i, j = t // cols, t // rows
+                where = f"b{b} h{h}"
+                if t % cols == 0:
+                    p_hi = min(N, (i + 1) * cols)
+                    emit("LDQ", f"{where}: Q block {i} (queries {i * cols}..{p_hi - 1})",
+                         addr=layout.q_addr(b, h, i), p_base=i * cols)
+                if t % rows == 0:
+                    n = (b * s.H + h) * M1 + j
+                    if (b, h, j) not in slot_of:
+                        ldkv(n)
+                    if n + 1 < len(chunks) and chunks[n + 1] not in slot_of:
+                        ldkv(n + 1, " (prefetch: loads while the FLOWs before its first use run)")
+                store = int(t_end % cols == 0 or t_end == N)
+                what = (("; first: reset the state, token index 0" if t == 0 else "")
+                        + (f"; store output block {i} (queries {i * cols}..{min(N, (i + 1) * cols) - 1})"
+                           if store else ""))
+                emit("FLOW", f"{where}: tokens {t}..{t_end - 1} (Q lanes {t % cols}.., K/V lanes "
+                     f"{t % rows}..){what}", addr=layout.out_addr(b, h, i), slot=slot_of[(b, h, j)],
+                     first=int(t == 0), store=store, q_lane=t % cols, kv_lane=t % rows,
+                     count=t_end - t)
+    emit("END", "wait for stores, raise done")
+    assert len(ins) == n_instr, (len(ins), n_instr)
+    return Schedule(config, s, True, ins, notes, layout, cascade=cascade, tiles=0,
+                    tiles_skipped=0, binding=binding, flow_tokens=s.B * s.H * N,
+                    flow_clamp=float(c), flow_clamp_code=c2)
+
+
 def _check_fits(config: FuseMaxConfig, s: Shape) -> None:
     c, n = config, config.numerics
     if c.mem_lanes * 16 < sf.WORD_BITS:
@@ -758,11 +949,16 @@ def read_hex(path_or_text, lanes: int) -> np.ndarray:
 
 def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None,
                       causal: bool = False, cascade: str = "attention-1pass",
-                      binding: str = "fusemax", pattern=None) -> Program:
+                      binding: str = "fusemax", pattern=None, clamp: float | None = None) -> Program:
     """Compile attention of float ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F) for
     ``config``: the schedule plus the memory image with the quantized inputs (Q' = Q * scale *
     log2(e), as the golden's ``quantize_inputs``). ``scale`` defaults to 1/sqrt(E).
-    ``pattern``: see :func:`compile_schedule`."""
+    ``pattern``: see :func:`compile_schedule`.
+
+    ``flowformer-causal``: Q and K as x·log2(e) in the score format, V in the v format (the
+    golden's :func:`~fusemax.sw.golden_variants.flow_quantize`); Flowformer has no 1/sqrt(E)
+    scale, so ``scale`` must be None or 1 (the program's scale is 1.0); ``clamp`` the bound of
+    the conserved source."""
     from fusemax.sw.golden import quantize_inputs
 
     q = np.asarray(q, np.float64)
@@ -770,7 +966,18 @@ def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None
     v = np.asarray(v, np.float64)
     shape = Shape.of_arrays(q, k, v)
     sched = compile_schedule(config, shape, causal=causal, cascade=cascade, binding=binding,
-                             pattern=pattern)
+                             pattern=pattern, clamp=clamp)
+    if sched.is_flow:
+        from fusemax.sw.golden_variants import flow_quantize
+
+        if scale is not None and scale != 1.0:
+            raise FuseMaxError(f"{sched.cascade} has no score scale (Flowformer has no 1/sqrt(E)); "
+                               f"got scale = {scale}")
+        for name, a in (("Q", q), ("K", k), ("V", v)):
+            if not np.all(np.isfinite(a)):
+                raise FuseMaxError(f"{name} holds NaN or Inf")
+        xq, xk, vc, sat = flow_quantize(q, k, v, config.numerics)
+        return Program(sched, build_image(sched, xq, xk, vc), 1.0, sat)
     if scale is None:
         scale = 1.0 / math.sqrt(shape.E)
     if not np.isfinite(scale):
@@ -822,7 +1029,8 @@ def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
 def buffer_bytes(config: FuseMaxConfig) -> dict[str, int]:
     """On-chip storage of a configuration in bytes (none of it depends on M):
     Q buffer (max_e x cols Q' values), the three K/V slots (max_e K + max_f V lines of rows
-    values each), the RNV register files (max_f per 1D PE) and the RM (+ valid) / RD state."""
+    values each), the RNV register files (max_f per 1D PE) and the RM (+ valid) / RD state;
+    with ``flow_unit``, the flow engine's memories (:func:`fusemax.hw.flow.flow_memories`)."""
     n = config.numerics
     bits = {
         "q_buffer": config.max_e * config.cols * n.q.width,
@@ -830,6 +1038,10 @@ def buffer_bytes(config: FuseMaxConfig) -> dict[str, int]:
         "rnv_regfile": config.cols * config.max_f * n.rnv.width,
         "rm_rd_state": config.cols * (n.score.width + 1 + n.rd.width),
     }
+    if config.flow_unit:  # the flow engine's state and per-token vectors
+        from fusemax.hw.flow import flow_memories
+
+        bits["flow_engine"] = sum(w * d for w, d, _ in flow_memories(config).values())
     out = {k: -(-v // 8) for k, v in bits.items()}
     out["total"] = sum(out.values())
     return out

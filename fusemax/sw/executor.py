@@ -9,6 +9,16 @@ side is wrong (it keeps every tile's intermediates on request).
 
 No timing: the result has the counts the hardware's counters 4, 5, 16 and 17 must show
 (instructions, tiles, lines read, lines written) and the error flags it must raise.
+
+``FLOWC`` / ``FLOW`` (causal Flow-Attention, a design with ``flow_unit``) run
+:func:`~fusemax.sw.golden_variants.flow_token_step` token by token (the operation twins of the
+flow engine; the golden's loop body): Q from the Q buffer's lanes, K and V from a K/V slot's
+lanes, outputs into an output buffer of F lines x cols lanes (zero at start, never cleared)
+that ``store=1`` writes out. Flags: φ and score-format saturation -> ``score_saturated``,
+:data:`~fusemax.sw.golden_variants.FLOW_FORMAT` values -> ``rnv_saturated``, the output ->
+``out_saturated``, any divide by zero -> ``div_by_zero``. A FLOW whose lanes run past the Q
+buffer (q_lane + count > cols) or the K/V slot (kv_lane + count > rows) stops with
+``error.shape``.
 """
 
 from __future__ import annotations
@@ -21,7 +31,9 @@ from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
 from fusemax.sw import schedule as sf
-from fusemax.sw.golden_variants import sigmoid_codes
+from fusemax.sw.golden_variants import (
+    FlowConsts, FlowState, flow_token_step, new_flow_counters, sigmoid_codes,
+)
 
 __all__ = ["ERROR_BITS", "decode_errors", "ExecResult", "execute"]
 
@@ -47,6 +59,7 @@ class ExecResult:
     stopped_at: int | None = None       #: address of the instruction that stopped the run on an error
     stop_reason: str = ""
     trace: list[dict] | None = field(default=None, repr=False)
+    flow_tokens: int = 0                #: tokens the FLOW instructions ran (no hardware counter)
 
     @property
     def error_flags(self) -> list[str]:
@@ -90,6 +103,11 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     RMv = np.zeros(C, bool)
     RD = np.zeros(C, np.int64)
     RNV = np.zeros((C, max(config.max_f, 1)), np.int64)
+    # the flow engine (FLOWC, FLOW): clamp code, state, token index, output buffer [f, c]
+    flow_c2 = 0
+    flow_state = None
+    flow_i = 0
+    obuf = np.zeros((max(config.max_f, 1), C), np.int64)
 
     def read(addr: int, count: int) -> np.ndarray:
         if addr + count > n_lines:
@@ -143,12 +161,17 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
                 return stop("config", pc, f"MODE sigmoid={a['sigmoid']} nonorm={a['nonorm']} on "
                             f"config {config.name}, which has no sigmoid unit")
             sigmoid, nonorm = bool(a["sigmoid"]), bool(a["nonorm"])
-        elif op in ("LDQ", "LDKV", "TILE", "AV") and not shape_ok:
+        elif op in ("FLOWC", "FLOW") and not config.flow_unit:
+            return stop("config", pc, f"{op} on config {config.name}, which has no flow engine "
+                        f"(flow_unit)")
+        elif op == "FLOWC":
+            flow_c2 = a["clamp"]
+        elif op in ("LDQ", "LDKV", "TILE", "AV", "FLOW") and not shape_ok:
             return stop("shape", pc, f"{op} before SHAPE")
         elif op == "LDQ":  # load Q, stage p_base for the block's first TILE (or AV)
             qbuf[:E] = read(a["addr"], E)[:, :C]
             p_staged = a["p_base"]
-        elif op in ("LDKV", "TILE") and a["slot"] >= sf.KV_SLOTS:
+        elif op in ("LDKV", "TILE", "FLOW") and a["slot"] >= sf.KV_SLOTS:
             return stop("opcode", pc, f"{op} names slot {a['slot']}; there are {sf.KV_SLOTS}")
         if op in ("TILE", "AV") and shape_ok and a["first"]:  # a new query block: empty state
             p_base = p_staged
@@ -225,6 +248,43 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             line[:, :C] = (av.T & 0xFFFF).astype(np.uint16)
             img[addr:addr + F] = line
             res.lines_written += F
+        elif op == "FLOW":
+            if slots[a["slot"]] is None:
+                raise FuseMaxError(f"FLOW at line {line} reads slot {a['slot']}, never loaded")
+            ql, kl, count = a["q_lane"], a["kv_lane"], a["count"]
+            if ql + count > C or kl + count > R:
+                return stop("shape", pc, f"FLOW lanes q {ql}..{ql + count - 1}, k/v "
+                            f"{kl}..{kl + count - 1} past the Q buffer ({C} lanes) or the K/V "
+                            f"slot ({R} lanes)")
+            K, V = slots[a["slot"]]
+            if a["first"] or flow_state is None:  # (power-up: the state is 0 too)
+                flow_state = FlowState.zeros((), E, F)
+                flow_i = 0 if a["first"] else flow_i
+            if flow_state.KC.shape[-1] != E or flow_state.KV.shape[-1] != F:
+                flow_state = FlowState.zeros((), E, F)  # (SHAPE changed mid-sequence)
+            consts = FlowConsts.of(nc, c2=flow_c2)
+            counters = new_flow_counters()
+            for t in range(count):
+                obuf[:F, ql + t] = flow_token_step(flow_state, qbuf[:E, ql + t], K[:E, kl + t],
+                                                   V[:F, kl + t], flow_i + 1, consts, counters)
+                flow_i += 1
+                if res.trace is not None:
+                    res.trace.append({"pc": pc, "token": flow_i - 1, "q_lane": ql + t,
+                                      "kv_lane": kl + t, "out": obuf[:F, ql + t].copy(),
+                                      **{k: v.copy() for k, v in flow_state.as_dict().items()}})
+            res.flow_tokens += count
+            flag("score_saturated", counters["phi"] + counters["score"])
+            flag("rnv_saturated", counters["flow"])
+            flag("out_saturated", counters["out"])
+            flag("div_by_zero", counters["div_zero"])
+            if a["store"]:
+                addr = a["addr"]
+                if addr + F > n_lines:
+                    raise FuseMaxError(f"FLOW at line {line} writes [{addr}, {addr + F}) past the image")
+                out = np.zeros((F, lanes), np.uint16)
+                out[:, :C] = (obuf[:F] & 0xFFFF).astype(np.uint16)
+                img[addr:addr + F] = out
+                res.lines_written += F
         elif op == "END":
             return res
         pc += 1

@@ -19,7 +19,8 @@ function                   what it adds to the FuseMax datapath                 
 :func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  yes (3)
                            mask, tiles of the diagonal blocks only; the host scatters
 :func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   yes (4)
-:func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      no
+:func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      yes (5)
+                           (:func:`flow_token_step`, one token of it)
 =========================  ============================================================  ========
 
 (1) With the bias token prepended to K and V as key 0 (``method="prepend"``, what the RTL runs:
@@ -27,7 +28,8 @@ function                   what it adds to the FuseMax datapath                 
 boundaries fall (a few output codes by 1 LSB), and equals it bit for bit when ``rows = 1``.
 (2) The tile list and ``CAUSAL 1``, ``WINDOW W``. (3) When the cluster size is a multiple of
 rows and cols (every tile of the diagonal blocks is full: no mask). (4) On a design with
-``sigmoid_unit`` (``MODE``; :mod:`fusemax.hw.arith.sigmoid`).
+``sigmoid_unit`` (``MODE``; :mod:`fusemax.hw.arith.sigmoid`). (5) On a design with ``flow_unit``
+(``FLOWC``, ``FLOW``: the schedule executor runs :func:`flow_token_step` per token).
 
 New operations, modelled bit-exactly here: :func:`sigmoid_codes` (``Exp2`` of −|x| and one
 divide; in the 2D PE with ``sigmoid_unit``) and :func:`log2_codes` (a leading-one detector, a
@@ -59,7 +61,8 @@ __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
     "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
-    "FLOW_FORMAT", "FLOW_CLAMP",
+    "FLOW_FORMAT", "FLOW_CLAMP", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
+    "flow_quantize", "flow_token_step", "new_flow_counters",
 ]
 
 #: log2(1 + u) ~ c1 u + ... + c5 u^5 on [0, 1] (max error 1.4e-5), Horner in frac-16 codes.
@@ -389,12 +392,169 @@ def sigmoid_golden(q, k, v, config: FuseMaxConfig, normalize: bool, scale=None,
 
 # ------------------------------------------------------------------ causal Flow-Attention
 
+#: Saturation / error categories of the Flow-Attention step (:func:`flow_token_step`): ``phi``
+#: the sigmoids (φq, φk, AL), ``score`` the divides into the score format (AL's and the
+#: conserved source's arguments), ``flow`` every value in :data:`FLOW_FORMAT`, ``out`` the
+#: output divide; ``div_zero`` counts divides by zero.
+FLOW_COUNTERS = ("phi", "score", "flow", "out", "div_zero")
+
+
+def flow_clamp_code(clamp: float, numerics: NumericsConfig) -> int:
+    """The clamp code c2 = round(clamp·log2(e)·2^score.frac): the bound ±c·log2(e) of the
+    conserved source in score codes (``FLOWC clamp``). FuseMaxError when ``clamp`` is not a
+    positive finite number, when c2 exceeds the score format's largest code, or when
+    2·c2 >= 2^score.width (y − c2, with y in [−c2, c2], must fit the Exp2's
+    score.width + 1-bit input)."""
+    try:
+        c = float(clamp)
+    except (TypeError, ValueError):
+        raise FuseMaxError(f"clamp must be a positive bound, got {clamp!r}") from None
+    if not (c > 0 and math.isfinite(c)):
+        raise FuseMaxError(f"clamp must be a positive bound, got {clamp!r}")
+    sc = numerics.score
+    c2 = int(round(c * LOG2E * (1 << sc.frac)))
+    if c2 > sc.max_code:
+        raise FuseMaxError(
+            f"clamp {c:g} is {c2} score codes (c·log2(e)·2^{sc.frac}), above the score format's "
+            f"largest code {sc.max_code} ({sc.describe()}): the largest clamp is "
+            f"{sc.max_code / (1 << sc.frac) / LOG2E:.4g}")
+    if 2 * c2 >= (1 << sc.width):
+        raise FuseMaxError(
+            f"clamp {c:g} is {c2} score codes: y − c2 (down to −2·c2 = {-2 * c2}) does not fit the "
+            f"Exp2's {sc.width + 1}-bit input (2·c2 must be < 2^{sc.width})")
+    return c2
+
+
+@dataclass(frozen=True)
+class FlowConsts:
+    """The constants of one Flow-Attention run: the numerics, the clamp code ``c2``
+    (:func:`flow_clamp_code`), ln 2 in exp codes and ε in the exp and flow formats."""
+
+    nc: NumericsConfig
+    c2: int
+    ln2: int
+    eps_p: int
+    eps_f: int
+
+    @classmethod
+    def of(cls, numerics: NumericsConfig, clamp: float = FLOW_CLAMP, eps: float = 1e-6,
+           c2: int | None = None) -> "FlowConsts":
+        """From a clamp bound (or directly from a clamp code ``c2``, as FLOWC holds it)."""
+        ef = numerics.exp.frac
+        if c2 is None:
+            c2 = flow_clamp_code(clamp, numerics)
+        return cls(numerics, int(c2), int(round(math.log(2.0) * (1 << ef))),
+                   int(round(eps * (1 << ef))), int(round(eps * (1 << FLOW_FORMAT.frac))))
+
+
+@dataclass
+class FlowState:
+    """The running state of causal Flow-Attention for any leading dims ``lead`` (e.g. (B, H),
+    or () for one sequence): KC, QC (exact sums of φk, φq, frac exp.frac), KO, QI
+    (:data:`FLOW_FORMAT`), ZC (exact sum of EC) and the E x F state KV (FLOW_FORMAT)."""
+
+    KC: np.ndarray   #: (..., E)
+    QC: np.ndarray   #: (..., E)
+    KO: np.ndarray   #: (..., E)
+    QI: np.ndarray   #: (..., E)
+    ZC: np.ndarray   #: (...)
+    KV: np.ndarray   #: (..., E, F)
+
+    @classmethod
+    def zeros(cls, lead: tuple, E: int, F: int) -> "FlowState":
+        lead = tuple(lead)
+        z = lambda *s: np.zeros(lead + s, np.int64)  # noqa: E731
+        return cls(z(E), z(E), z(E), z(E), z(), z(E, F))
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {"KC": self.KC, "QC": self.QC, "KO": self.KO, "QI": self.QI, "ZC": self.ZC,
+                "KV": self.KV}
+
+
+def new_flow_counters() -> dict[str, int]:
+    """Counters for :func:`flow_token_step`: every :data:`FLOW_COUNTERS` entry at 0."""
+    return {name: 0 for name in FLOW_COUNTERS}
+
+
+def flow_token_step(state: FlowState, xq_t, xk_t, v_t, nu, consts: FlowConsts,
+                    counters: dict[str, int]) -> np.ndarray:
+    """One token of causal Flow-Attention (the loop body of :func:`flowformer_causal_golden`):
+    ``xq_t``, ``xk_t`` (..., E) the token's x·log2(e) in score codes, ``v_t`` (..., F) its value
+    codes, ``nu`` = i + 1 (the token index + 1; a scalar or broadcastable to the leading dims).
+    Updates ``state`` (new arrays, same shapes) and ``counters`` (:data:`FLOW_COUNTERS`; saturated
+    values and divides by zero) in place; returns the token's F output codes (..., F) in the
+    out format."""
+    nc = consts.nc
+    mode = nc.rounding
+    FF = FLOW_FORMAT
+    ef = nc.exp.frac
+    eps_p, eps_f = np.int64(consts.eps_p), np.int64(consts.eps_f)
+    c2 = np.int64(consts.c2)
+    nu = np.asarray(nu, np.int64)
+
+    def div(num, nf, den, df, fmt, role, nw=40, dw=40):
+        r, s, z = divide_codes(num, nf, den, df, fmt, nc, nw, dw)
+        counters[role] += int(np.count_nonzero(s))
+        counters["div_zero"] += int(np.count_nonzero(z))
+        return r
+
+    def req(x, frac, fmt=FF):
+        r, s = nm.requantize(x, frac, fmt, mode)
+        counters["flow"] += int(np.count_nonzero(s))
+        return r
+
+    pq, f1 = sigmoid_codes(np.asarray(xq_t, np.int64), nc)
+    pk, f2 = sigmoid_codes(np.asarray(xk_t, np.int64), nc)
+    counters["phi"] += int(np.count_nonzero(f1) + np.count_nonzero(f2))
+    vt = np.asarray(v_t, np.int64)
+    st = state
+    st.KC = st.KC + pk
+    st.QC = st.QC + pq
+    DI = req(((pq + eps_p) * (st.KC + eps_p)).sum(-1), 2 * ef)
+    DO = req(((pk + eps_p) * (st.QC + eps_p)).sum(-1), 2 * ef)
+    nu_b = np.broadcast_to(nu, DI.shape)
+    SI = div(nu_b, 0, DI, FF.frac, FF, "flow", nw=24)
+    SO = div(nu_b, 0, DO, FF.frac, FF, "flow", nw=24)
+    st.KO = req(st.KO + nm.round_shift_to(pk * SO[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+    st.QI = req(st.QI + nm.round_shift_to(pq * SI[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+    CK = ((pq + eps_p) * (st.KO + eps_f)).sum(-1)    # frac ef + FF.frac, exact
+    CSR = ((pk + eps_p) * (st.QI + eps_f)).sum(-1)
+    den = nu_b * np.int64(consts.ln2)                # nu * ln 2, frac ef
+    x_al = div(CK, ef + FF.frac, den, ef, nc.score, "score", nw=56, dw=40)
+    al, f3 = sigmoid_codes(x_al, nc)
+    counters["phi"] += int(np.count_nonzero(f3))
+    y = div(CSR, ef + FF.frac, den, ef, nc.score, "score", nw=56, dw=40)
+    y = np.minimum(np.maximum(y, -c2), c2)           # clamp (max, min)
+    ec = nm.exp2(nm.sub(y, c2), False, nc)           # e^(CS - c), exp format
+    st.ZC = st.ZC + ec
+    CP = div(nu_b * ec, ef, st.ZC, ef, FF, "flow", nw=40, dw=40)
+    W = req(nm.round_shift_to(pk * CP[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
+    st.KV = req(st.KV + nm.round_shift_to(W[..., None] * vt[..., None, :], FF.frac + nc.v.frac,
+                                          FF.frac, mode), FF.frac)
+    qkv = req((pq[..., None] * st.KV).sum(-2), ef + FF.frac)
+    return div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out, "out",
+               nw=FF.width + nc.exp.width + 1, dw=FF.width)
+
+
+def flow_quantize(q, k, v, numerics: NumericsConfig):
+    """The host's quantization of causal Flow-Attention's inputs: ``(xq, xk, vc, saturated)``
+    with x' = x·log2(e) for Q and K in the score format (nearest even; the sigmoid's Exp2
+    works in base 2), V in the v format; ``saturated`` counts per role q, k, v. No 1/sqrt(E)
+    scale: Flowformer has none."""
+    q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
+    xq, nq = numerics.score.quantize(q4 * LOG2E, "nearest_even")
+    xk, nk = numerics.score.quantize(k4 * LOG2E, "nearest_even")
+    vc, nv = numerics.v.quantize(v4, "nearest_even")
+    return xq, xk, vc, {"q": int(nq), "k": int(nk), "v": int(nv)}
+
+
 def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW_CLAMP,
                              eps: float = 1e-6) -> VariantGolden:
     """Causal Flow-Attention (Flow_Attention_Causal), bit-exact, token by token (the cascade
     flowformer-causal). Inputs: x' = x·log2(e) for Q and K in the score format (the sigmoid's
-    Exp2 works in base 2), V in the v format. ``F`` = :data:`FLOW_FORMAT` (s32.16); φ in the
-    exp format (u16.15); ν = i + 1. Per token, for every (b, h) at once:
+    Exp2 works in base 2; :func:`flow_quantize`), V in the v format. ``F`` =
+    :data:`FLOW_FORMAT` (s32.16); φ in the exp format (u16.15); ν = i + 1. Per token, for every
+    (b, h) at once (:func:`flow_token_step`, which the schedule executor runs for ``FLOW``):
 
     ====  ==========================================================================
     φ     φq, φk = :func:`sigmoid_codes` (Exp2 + divide)
@@ -403,8 +563,9 @@ def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW
     SI    SI = divide(ν, DI) → F, SO = divide(ν, DO) → F  (incoming/outgoing · normal)
     KO    KO = sat(KO + round(φk·SO → F)), QI = sat(QI + round(φq·SI → F))
     AL    AL = sigmoid(divide(Σ_e (φq + ε)(KO + ε), ν·ln 2) in the score format)
-    EC    y = clamp(divide(Σ_e (φk + ε)(QI + ε), ν·ln 2), ±c·log2 e); EC = exp2(y − c·log2 e)
-          = e^(CS − c) (the constant e^c cancels in CP)
+    EC    y = clamp(divide(Σ_e (φk + ε)(QI + ε), ν·ln 2), ±c2) with c2 =
+          :func:`flow_clamp_code` (c·log2 e); EC = exp2(y − c2) = e^(CS − c) (the constant
+          e^c cancels in CP)
     ZC    ZC += EC (exact, frac 15)
     CP    CP = divide(ν·EC, ZC) → F
     KV    W = round(φk·CP → F); KV = sat(KV + round(W·V → F))  (E x F state)
@@ -412,79 +573,25 @@ def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW
     ====  ==========================================================================
 
     ε = 1e-6 is rounded to each operand's fraction bits (0 at 15 and 16 bits: its effect,
-    ~1e-6 relative, is below the formats' resolution).
+    ~1e-6 relative, is below the formats' resolution). Saturation roles: q, k, v (inputs),
+    phi, score, flow, out (:data:`FLOW_COUNTERS`).
     """
     q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
     B, H, P, E, M, F = attention_dims(q4, k4, v4)
     if P != M:
         raise FuseMaxError(f"causal Flow-Attention needs P = M (one sequence), got P = {P}, M = {M}")
-    if clamp is None or not clamp > 0:
-        raise FuseMaxError(f"clamp must be a positive bound, got {clamp!r}")
     nc = config.numerics
-    mode = nc.rounding
-    FF = FLOW_FORMAT
-    ef = nc.exp.frac
-    xq, nq = nc.score.quantize(q4 * LOG2E, "nearest_even")
-    xk, nk = nc.score.quantize(k4 * LOG2E, "nearest_even")
-    vc, nv = nc.v.quantize(v4, "nearest_even")
-    sat = {"q": nq, "k": nk, "v": nv, "phi": 0, "flow": 0, "score": 0, "out": 0}
-    dz_count = 0
-    eps_p = np.int64(round(eps * (1 << ef)))
-    eps_f = np.int64(round(eps * (1 << FF.frac)))
-    ln2 = np.int64(round(math.log(2.0) * (1 << ef)))
-    c2 = np.int64(round(clamp * LOG2E * (1 << nc.score.frac)))
-    phq, f1 = sigmoid_codes(xq, nc)
-    phk, f2 = sigmoid_codes(xk, nc)
-    sat["phi"] += int(np.count_nonzero(f1) + np.count_nonzero(f2))
-    KC = np.zeros((B, H, E), np.int64)
-    QC = np.zeros((B, H, E), np.int64)
-    KO = np.zeros((B, H, E), np.int64)
-    QI = np.zeros((B, H, E), np.int64)
-    ZC = np.zeros((B, H), np.int64)
-    KV = np.zeros((B, H, E, F), np.int64)
+    consts = FlowConsts.of(nc, clamp, eps)
+    xq, xk, vc, nin = flow_quantize(q4, k4, v4, nc)
+    counters = new_flow_counters()
+    state = FlowState.zeros((B, H), E, F)
     out = np.zeros((B, H, M, F), np.int64)
-
-    def div(num, nf, den, df, fmt, nw=40, dw=40):
-        nonlocal dz_count
-        r, s, z = divide_codes(num, nf, den, df, fmt, nc, nw, dw)
-        sat["flow" if fmt is FF else ("score" if fmt is nc.score else "out")] += int(np.count_nonzero(s))
-        dz_count += int(np.count_nonzero(z))
-        return r
-
-    def req(x, frac, fmt=FF):
-        r, s = nm.requantize(x, frac, fmt, mode)
-        sat["flow"] += int(np.count_nonzero(s))
-        return r
-
     for i in range(M):
-        nu = np.int64(i + 1)
-        pq, pk = phq[:, :, i], phk[:, :, i]
-        KC = KC + pk
-        QC = QC + pq
-        DI = req(((pq + eps_p) * (KC + eps_p)).sum(-1), 2 * ef)
-        DO = req(((pk + eps_p) * (QC + eps_p)).sum(-1), 2 * ef)
-        SI = div(np.full(DI.shape, nu), 0, DI, FF.frac, FF, nw=24)
-        SO = div(np.full(DO.shape, nu), 0, DO, FF.frac, FF, nw=24)
-        KO = req(KO + nm.round_shift_to(pk * SO[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
-        QI = req(QI + nm.round_shift_to(pq * SI[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
-        CK = ((pq + eps_p) * (KO + eps_f)).sum(-1)    # frac ef + FF.frac, exact
-        CSR = ((pk + eps_p) * (QI + eps_f)).sum(-1)
-        den = np.full(CK.shape, nu * ln2)              # nu * ln 2, frac ef
-        x_al = div(CK, ef + FF.frac, den, ef, nc.score, nw=56, dw=40)
-        al, f3 = sigmoid_codes(x_al, nc)
-        y = div(CSR, ef + FF.frac, den, ef, nc.score, nw=56, dw=40)
-        y = np.minimum(np.maximum(y, -c2), c2)         # clamp (max, min)
-        ec = nm.exp2(nm.sub(y, c2), False, nc)         # e^(CS - c), exp format
-        ZC = ZC + ec
-        CP = div(nu * ec, ef, ZC, ef, FF, nw=40, dw=40)
-        W = req(nm.round_shift_to(pk * CP[..., None], ef + FF.frac, FF.frac, mode), FF.frac)
-        KV = req(KV + nm.round_shift_to(W[..., None] * vc[:, :, i, None, :], FF.frac + nc.v.frac,
-                                        FF.frac, mode), FF.frac)
-        qkv = req((pq[..., None] * KV).sum(-2), ef + FF.frac)
-        out[:, :, i] = div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out,
-                           nw=FF.width + nc.exp.width + 1, dw=FF.width)
-        sat["phi"] += int(np.count_nonzero(f3))
+        out[:, :, i] = flow_token_step(state, xq[:, :, i], xk[:, :, i], vc[:, :, i], i + 1,
+                                       consts, counters)
+    sat = dict(nin)
+    sat.update({r: counters[r] for r in ("phi", "flow", "score", "out")})
     check_saturation(nc, sat)
-    return VariantGolden("flowformer-causal", nc.out.to_float(out), out, sat, dz_count,
-                         config.name, 1.0, M * B * H, M * B * H, {},
-                         {"KC": KC, "QC": QC, "KO": KO, "QI": QI, "ZC": ZC, "KV": KV})
+    return VariantGolden("flowformer-causal", nc.out.to_float(out), out, sat,
+                         counters["div_zero"], config.name, 1.0, M * B * H, M * B * H, {},
+                         state.as_dict())

@@ -3,8 +3,9 @@ result must equal (docs/variants.md, "On the RTL").
 
 Every variant here runs on the hardware as plain 1-pass attention (``attention-1pass``), or, for
 sigmoid attention, as the compiler's own ``sigmoid-*`` cascades (its ``MODE``; a design with
-``sigmoid_unit``): the host changes the inputs, the compiler the tile list and the mask, and the
-bit-exact model of :mod:`fusemax.sw.golden_variants` says which integers must come out.
+``sigmoid_unit``), or, for causal Flow-Attention, as the compiler's ``flowformer-causal`` (the
+flow engine; a design with ``flow_unit``): the host changes the inputs, the compiler the tile
+list and the mask, and the bit-exact model of :mod:`fusemax.sw.golden_variants` says which integers must come out.
 
 ======================  =====================================================================
 cascade                 on the RTL
@@ -22,6 +23,10 @@ attention-routing       the host routes [Q; K] (k-means centroids, top-w tokens 
 sigmoid-norm            nothing on the host: ``MODE sigmoid=1`` (SLN = sigmoid(BQK), no running
                         max, AV = RNV / RD; ``sigmoid_golden(normalize=True)``)
 sigmoid-nonorm          ``MODE sigmoid=1 nonorm=1``: AV = RNV rounded to the output format
+flowformer-causal       nothing on the host but the inputs' format (Q, K as x·log2(e) in score
+                        codes): ``FLOWC``, ``FLOW`` on the flow engine of a design with
+                        ``flow_unit``, token by token (``flowformer_causal_golden`` with the same
+                        clamp: 1, 5 or 10, Flowformer's core, NLP and RL bounds); P = M
 ======================  =====================================================================
 
 Causal alignment: the RTL's ``CAUSAL`` shows query p the keys m <= p + M' - P of its M' keys.
@@ -46,10 +51,10 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw import golden_variants as G
 from fusemax.sw import variants as V
 from fusemax.sw.attention_io import attention_dims, prepend_bias
-from fusemax.sw.compiler import CASCADE_MODES
+from fusemax.sw.compiler import CASCADE_MODES, FLOW_CASCADES
 from fusemax.sw.patterns import Pattern, Routing, positive_int, sliding_window
 
-__all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS"]
+__all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS", "FLOW_CLAMPS"]
 
 #: Cascades the RTL runs with the host's help -> how.
 RTL_VARIANTS = {
@@ -63,7 +68,14 @@ RTL_VARIANTS = {
                     "scores, RD and RNV plain sums, AV = RNV / RD",
     "sigmoid-nonorm": "nothing on the host; MODE sigmoid=1 nonorm=1 (a design with "
                       "sigmoid_unit): sigmoid scores, AV = RNV rounded to the output format",
+    "flowformer-causal": "nothing on the host (Q, K as x·log2(e) in score codes, no scale); "
+                         "FLOWC, FLOW on the flow engine (a design with flow_unit): the "
+                         "per-token recurrence, token by token",
 }
+
+#: The clamp bounds of causal Flow-Attention with a float64 reference
+#: (:data:`fusemax.sw.variants.FLOW_VARIANTS`): clamp -> variant.
+FLOW_CLAMPS = {1.0: "core", 5.0: "nlp", 10.0: "rl"}
 
 #: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
 NOT_ON_RTL = {
@@ -74,11 +86,11 @@ NOT_ON_RTL = {
     "act-calibration": "passes 2-3: column sums over all queries into an M-length buffer, the "
                        "per-query LSE kept from pass 1, compare, first-index reduce, a sparse "
                        "gather of the sink columns; multi-pass schedules",
-    "flowformer": "a datapath without a score matrix: sigmoid of Q, K elements, sums of "
-                  "E-vectors over the sequence, per-token reciprocals, clamp, exp, an E x F "
-                  "outer-product state; two passes over K and two over Q",
-    "flowformer-causal": "the per-token recurrence: sigmoid (Exp2 + divide), 4 E-vector and 1 "
-                         "scalar running sums, an E x F running state, divides per token, clamp",
+    "flowformer": "multi-pass control on the flow engine (which runs the causal form): its "
+                  "sums run over the whole sequence (KS, QS, then KO, QI, then ZC and the E x F "
+                  "state) before any output, so it needs FLOW modes that only accumulate, "
+                  "per-token reciprocals of global sums (a pass over K and Q each), "
+                  "allocation's P/M factor and competition's softmax over M",
 }
 
 #: Options of :func:`prepare` and the cascades that use them.
@@ -89,6 +101,7 @@ VARIANT_OPTIONS = {
     "clusters": ("attention-routing",),
     "cluster_size": ("attention-routing",),
     "means": ("attention-routing",),
+    "clamp": ("flowformer-causal",),
 }
 
 _PREPEND = ("attention-softmax1", "attention-kbias", "attention-kvbias")
@@ -114,6 +127,7 @@ class VariantRun:
     finish: Callable[[np.ndarray], np.ndarray]  #: RTL-layout floats (B,H,P',F) -> (B, H, P, F)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: e.g. routing indices
     compile_cascade: str = "attention-1pass"  #: the cascade the compiler maps
+    compile_options: dict = field(default_factory=dict)  #: more compile_attention options (clamp)
 
     def golden_codes(self, g: G.VariantGolden) -> np.ndarray:
         """The golden's output codes in the RTL's layout (B, H, P', F)."""
@@ -130,7 +144,8 @@ def _unused(cascade: str, given: dict) -> None:
 
 def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int,
             k_bias=None, v_bias=None, window: int | None = None, clusters: int | None = None,
-            cluster_size: int | None = None, means=None, seed: int = 0) -> VariantRun:
+            cluster_size: int | None = None, means=None, seed: int = 0,
+            clamp: float | None = None) -> VariantRun:
     """The host's part of running ``cascade`` (a key of :data:`RTL_VARIANTS`) on an array of
     ``rows`` keys x ``cols`` queries, for ``q`` (B,H,P,E), ``k`` (B,H,M,E), ``v`` (B,H,M,F).
 
@@ -145,12 +160,16 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
       and cols, so no tile straddles two clusters), ``means`` (C, E) or (H, C, E) centroids
       (default :func:`~fusemax.sw.variants.kmeans_init_means` with ``seed``; C defaults to
       their count when given); non-causal.
+    * flowformer-causal: ``clamp`` the bound of the conserved source, 1 (default; the core
+      Flow_Attention), 5 (NLP) or 10 (RL), the bounds with a float64 reference; P = M; causal
+      by construction (``causal`` is not used); compiled as ``flowformer-causal`` (FLOWC, FLOW),
+      which needs ``config.flow_unit``.
     """
     if cascade not in RTL_VARIANTS:
         raise FuseMaxError(f"cascade {cascade!r} has no RTL variant; those with one: "
                            f"{', '.join(RTL_VARIANTS)}")
     _unused(cascade, {"k_bias": k_bias, "v_bias": v_bias, "window": window, "clusters": clusters,
-                      "cluster_size": cluster_size, "means": means})
+                      "cluster_size": cluster_size, "means": means, "clamp": clamp})
     q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
     B, H, P, E, M, F = attention_dims(q, k, v)
     for name, a in (("Q", q), ("K", k), ("V", v)):
@@ -163,6 +182,8 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
         return _local(how, q, k, v, window)
     if cascade in CASCADE_MODES:
         return _sigmoid(cascade, how, q, k, v, bool(causal))
+    if cascade in FLOW_CASCADES:
+        return _flow(cascade, how, q, k, v, clamp)
     return _routing(how, q, k, v, bool(causal), rows, cols, clusters, cluster_size, means, seed)
 
 
@@ -212,6 +233,33 @@ def _sigmoid(cascade, how, q, k, v, causal) -> VariantRun:
 
     return VariantRun(cascade, how, q, k, v, causal, None, {"causal": causal, "normalize": normalize},
                       golden, reference, lambda out: out, compile_cascade=cascade)
+
+
+def _flow(cascade, how, q, k, v, clamp) -> VariantRun:
+    B, H, P, E, M, F = attention_dims(q, k, v)
+    if P != M:
+        raise FuseMaxError(f"{cascade} needs P = M (one sequence of N tokens), got P = {P}, M = {M}")
+    c = 1.0 if clamp is None else clamp
+    try:
+        c = float(c)
+    except (TypeError, ValueError):
+        c = None
+    if c not in FLOW_CLAMPS:
+        raise FuseMaxError(
+            f"{cascade}: clamp must be one of Flowformer's bounds "
+            + ", ".join(f"{b:g} ({n})" for b, n in FLOW_CLAMPS.items())
+            + f" (those have a float64 reference), got {clamp!r}")
+    variant = FLOW_CLAMPS[c]
+
+    def golden(config, scale):
+        return G.flowformer_causal_golden(q, k, v, config, clamp=c)
+
+    def reference(scale):
+        return V.flow_attention_causal(q, k, v, variant=variant)
+
+    return VariantRun(cascade, how, q, k, v, True, None, {"clamp": c, "flowformer_variant": variant},
+                      golden, reference, lambda out: out, compile_cascade=cascade,
+                      compile_options={"clamp": c})
 
 
 def _local(how, q, k, v, window) -> VariantRun:

@@ -20,7 +20,9 @@ ignore ``restart`` and silently compute something else, so the version changed: 
 design stop with ``error.config`` on a schedule of another version.
 
 ``MODE`` (sigmoid attention) was added within version 3: hardware without it stops with
-``error.opcode`` on it, and a design without the sigmoid unit with ``error.config``.
+``error.opcode`` on it, and a design without the sigmoid unit with ``error.config``. So were
+``FLOWC`` and ``FLOW`` (causal Flow-Attention): a design without the flow engine stops with
+``error.config`` on them.
 """
 
 from __future__ import annotations
@@ -62,6 +64,10 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
            "no running max (PRM = 1 after a block's first tile: RD and RNV are plain sums; needs "
            "a design with sigmoid_unit, else error.config); nonorm = 1 makes AV store RNV "
            "rounded to the output format (a divide by 1) instead of RNV / RD; both 0 after start"),
+    Opcode("FLOWC", 0x07, {"clamp": (0, 16)},
+           "Flow-Attention constants for the FLOW instructions that follow: clamp = c·log2(e) "
+           "in score codes, the bound of the conserved source (needs a design with flow_unit, "
+           "else error.config)"),
     Opcode("LDQ", 0x10, {"addr": (0, 26), "p_base": (26, 32)},
            "load a query block (E lines) in the background and stage its first query p_base"),
     Opcode("LDKV", 0x11, {"addr": (0, 26), "slot": (26, 2)},
@@ -73,6 +79,13 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
            "RM, make the staged p_base current; restart = 1 starts the sums again over the "
            "same block (PRM = 0 for this tile: RD = SLD, RNV = SLNV) and keeps RM (the "
            "3-pass cascade's second pass, with RM = the global max)"),
+    Opcode("FLOW", 0x13, {"addr": (0, 26), "slot": (26, 2), "first": (28, 1), "store": (29, 1),
+                          "q_lane": (30, 9), "kv_lane": (39, 9), "count": (48, 10)},
+           "causal Flow-Attention on the flow engine: count tokens, token t's Q from lane "
+           "q_lane + t of the Q buffer, its K and V from lane kv_lane + t of K/V slot `slot`, "
+           "its F outputs into lane q_lane + t of the output buffer; first = 1 starts a "
+           "sequence (state 0, token index 0); store = 1 then stores the output buffer's F "
+           "lines at addr (needs flow_unit, else error.config)"),
     Opcode("AV", 0x20, {"addr": (0, 26), "first": (26, 1)},
            "divide RNV by RD and store the block's output (F lines); first = 1 (a block with no "
            "tile) resets the state and takes the staged p_base first"),

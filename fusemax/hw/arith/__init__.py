@@ -17,6 +17,8 @@ component                 latency  twin (fusemax.sw.numerics)
 ``divide.PipelinedDivider``  w + 3  same, unrolled: a new start every cycle (busy always 0)
 ``sigmoid.Sigmoid``       d+s+5    ``golden_variants.sigmoid_codes``: Exp2(−|x|), then a
                                    bit-serial 1/(1 + t); s = out.frac (24 by default)
+``sigmoid.PipelinedSigmoid``  d+s+5  same, unrolled: a new x every cycle (valid_in/valid_out,
+                                   optional tag; no busy)
 ``log2.Log2``             6        ``golden_variants.log2_codes``: log2 of RD (x > 0;
                                    ``nonpos`` flags x <= 0): normaliser, Horner degree 5
 ========================  =======  =====================================================
@@ -29,8 +31,8 @@ from fusemax.hw.arith.mac import Mac
 from fusemax.hw.arith.maxv import MaxValid
 from fusemax.hw.arith.requant import Requant
 from fusemax.hw.arith.rescale import Rescale
-from fusemax.hw.arith.sigmoid import Sigmoid, SigmoidReciprocal
+from fusemax.hw.arith.sigmoid import PipelinedSigmoid, Sigmoid, SigmoidReciprocal
 from fusemax.hw.arith.sub import Sub
 
-__all__ = ["Divider", "PipelinedDivider", "Exp2", "Log2", "Mac", "MaxValid", "Requant", "Rescale", "Sigmoid", "SigmoidReciprocal",
+__all__ = ["Divider", "PipelinedDivider", "Exp2", "Log2", "Mac", "MaxValid", "PipelinedSigmoid", "Requant", "Rescale", "Sigmoid", "SigmoidReciprocal",
            "Sub"]

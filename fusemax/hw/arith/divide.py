@@ -23,9 +23,24 @@ out.width + 1 quotient bits, 1 round/output) = 19 for a 16-bit output. Not pipel
 divide per latency per divider (a new ``start`` is accepted in the cycle ``done`` is high).
 """
 
+from types import SimpleNamespace
+
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from fusemax.hw.formats import FixedFormat
+
+
+def divider_numerics(num: FixedFormat, den: FixedFormat, out: FixedFormat, rounding: str):
+    """The numerics a :class:`Divider` / :class:`PipelinedDivider` reads, for any operand
+    formats: ``num / den`` rounded into ``out`` (the v1 case is RNV / RD -> out). The twin is
+    :func:`fusemax.sw.golden_variants.divide_codes` with ``num_width = num.width`` and
+    ``den_width = den.width``."""
+    qb = out.width + 1
+    return SimpleNamespace(rnv=num, rd=den, out=out, rounding=rounding,
+                           div_shift=out.frac + den.frac - num.frac,
+                           div_quotient_bits=qb, div_cycles=qb + 2)
 
 
 def round_quotient_hdl(quo, rem, neg, mode: str):

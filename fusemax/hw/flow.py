@@ -1,0 +1,478 @@
+"""``FlowEngine(config)``: causal Flow-Attention (Flowformer's ``Flow_Attention_Causal``) on
+the RTL, token by token, bit-exact with :func:`fusemax.sw.golden_variants.flowformer_causal_golden`.
+
+Flow-Attention has no P x M score matrix (docs/variants.md, Flowformer): per token i it needs
+2E sigmoids, four running E-vectors (KC, QC, KO, QI), a running scalar ZC, an E x F running
+state KV, five scalar divides and one per output. None of that maps onto the 2D array's
+score/softmax pipeline, so a design with ``flow_unit`` gets this engine beside the arrays. It
+reads the Q buffer and the K/V buffer (the sequencer's LDQ/LDKV fill them, in the standard
+layout), keeps its state between FLOW instructions, and stores through the memory port.
+
+Per token (ν = i + 1; F = FLOW_FORMAT s32.16; φ in the exp format; ``round`` with the
+config's rounding mode, ``sat`` with a flag), in phases:
+
+=======  =================================================================================
+phase    work (cycles for E, F, L = cols lanes, L_s = the sigmoid latency)
+=======  =================================================================================
+GATHER   Q line e, K line e (lane q_lane + t / kv_lane + t) into two pipelined sigmoids
+         (φq, φk -> the PQ, PK memories), then V line f into the V memory: E + max(F, L_s)
+PASS_A   KC += φk, QC += φq (memories, read-modify-write), DI = Σ_e (φq+ε)(KC+ε),
+         DO likewise, one element per cycle: E + 1
+DIV_S    SI = ν / DI, SO = ν / DO on two bit-serial dividers (F format): 35
+PASS_B   KO = sat(KO + round(φk·SO)), QI likewise, CK = Σ (φq+ε)(KO+ε), CSR likewise: E + 1
+DIV_X    x = CK / (ν ln 2), y = CSR / (ν ln 2) into the score format: score.width + 3
+EXP      AL = sigmoid(x) (the sequential sigmoid) while EC = exp2(clamp(y) − c) (Exp2),
+         ZC += EC, CP = ν·EC / ZC (a divider, F format)
+KV       per block of L columns: for each e, W = sat(round(φk·CP)), KV[e, f] = sat(KV +
+         round(W·V[f])) on L lanes, acc[f] += φq·KV[e, f]; then the L sums qkv = sat(round(acc))
+         go, one per cycle, into a pipelined divider AV = qkv·AL / DI (out format) whose
+         results land in the output buffer: ceil(F / L)·(E + L + 2)
+=======  =================================================================================
+
+The output buffer (F lines of ``cols`` 16-bit lanes, lane = the token's query lane) is
+stored, F lines, by FLOW's ``store``. FLOW ``first`` starts a sequence: the state reads as 0
+during its first token (no clearing cycles) and ν restarts at 1. The engine works on one
+token at a time; the phases do not overlap (the output divides overlap the next token).
+
+Flags (one-cycle pulses, ORed into the sequencer's sticky error bits): ``score_sat`` (x, y or
+a sigmoid saturated), ``rnv_sat`` (an F-format value saturated: DI, DO, SI, SO, KO, QI, CP, W,
+KV, qkv), ``out_sat``, ``dz`` (a divide by zero).
+
+Ports: ``cmd_valid``/``cmd`` (a FLOWC or FLOW instruction word, taken when not busy),
+``busy``; ``E``/``F``; the buffer read ports (``q_raddr`` -> ``q_rdata`` and ``kv_raddr`` ->
+``kv_rdata``, data one cycle after the address, used only while busy); the store request
+(``st_valid``/``st_addr``/``st_data``/``st_ready``); the flags.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from fusemax.hw.arith.divide import Divider, PipelinedDivider, divider_numerics
+from fusemax.hw.arith.exp2 import Exp2
+from fusemax.hw.arith.sigmoid import PipelinedSigmoid, Sigmoid
+from fusemax.hw.formats import FixedFormat, round_shift_hdl
+from fusemax.hw.memport import DIM_W, kv_slot_lines
+from fusemax.hw.pe2d import operand_widths
+from fusemax.sw.golden_variants import FLOW_FORMAT, FlowConsts
+from fusemax.sw.schedule import KV_SLOTS, OPCODE_LO, OPCODE_WIDTH, OPCODES
+
+#: Token index width: the KC/QC sums (frac exp.frac) are exact up to 2^17 tokens.
+NU_W = 18
+#: Width of KC and QC (exact sums of φ <= 1.0 over at most 2^17 tokens, signed).
+KC_W = 34
+
+
+def flow_memories(config) -> dict[str, tuple[int, int, bool]]:
+    """The engine's memories: name -> (bits per line, lines, signed). None of them depends on
+    the sequence length; the E x F state dominates (``max_e`` x ceil(max_f / cols) lines of
+    ``cols`` F-format words)."""
+    nc = config.numerics
+    L = config.cols
+    nbf = -(-config.max_f // L)
+    e = config.max_e
+    return {
+        "kc": (KC_W, e, True), "qc": (KC_W, e, True),                  # Σ φk, Σ φq
+        "ko": (FLOW_FORMAT.width, e, True), "qi": (FLOW_FORMAT.width, e, True),
+        "pq": (nc.exp.width, e, False), "pk": (nc.exp.width, e, False),  # this token's φ
+        "vbuf": (L * nc.v.width, nbf, False),                          # this token's V
+        "kvstate": (L * FLOW_FORMAT.width, e * nbf, False),            # KV[e, f]
+        "outbuf": (16 * config.cols, config.max_f, False),             # the block's outputs
+    }
+
+
+def _field(word, op: str, name: str):
+    lo, width = OPCODES[op].fields[name]
+    return word[lo: lo + width]
+
+
+class FlowEngine(wiring.Component):
+    def __init__(self, config):
+        self.config = config
+        C, R = config.cols, config.rows
+        w = operand_widths(config)
+        self.q_addr_width = max(1, (config.max_e - 1).bit_length())
+        self.kv_addr_width = max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length())
+        super().__init__({
+            "cmd_valid": In(1), "cmd": In(64), "busy": Out(1),
+            "E": In(DIM_W), "F": In(DIM_W),
+            "q_raddr": Out(self.q_addr_width), "q_rdata": In(C * w["q"]),
+            "kv_raddr": Out(self.kv_addr_width), "kv_rdata": In(R * w["kv"]),
+            "st_valid": Out(1), "st_addr": Out(config.mem_addr_width), "st_data": Out(16 * C),
+            "st_ready": In(1),
+            "score_sat": Out(1), "rnv_sat": Out(1), "out_sat": Out(1), "dz": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self.config
+        nc = cfg.numerics
+        mode = nc.rounding
+        C, R, L = cfg.cols, cfg.rows, cfg.cols
+        w = operand_widths(cfg)
+        FF = FLOW_FORMAT
+        ef = nc.exp.frac
+        sc = nc.score
+        # ε in φ codes and in F codes, ln 2 (frac ef: ν ln 2 divides x and y); the clamp code
+        # comes with FLOWC
+        k = FlowConsts.of(nc, c2=0)
+        eps_p, eps_f, ln2 = k.eps_p, k.eps_f, k.ln2
+        e_bits = max(1, cfg.max_e.bit_length())
+        nbf_max = -(-cfg.max_f // L)
+        slot_lines = kv_slot_lines(cfg)
+        phw = nc.exp.width  # φ codes (unsigned)
+
+        # ---------------- units ----------------
+        m.submodules.sig_q = sig_q = PipelinedSigmoid(nc, tag_width=e_bits)
+        m.submodules.sig_k = sig_k = PipelinedSigmoid(nc)
+        m.submodules.sig_al = sig_al = Sigmoid(nc)
+        m.submodules.exp = exp = Exp2(nc)
+        ck_w = max(56, phw + 1 + FF.width + 1 + e_bits + 1)
+        nu_fmt = FixedFormat(24, 0)
+        m.submodules.div_si = div_si = Divider(divider_numerics(nu_fmt, FixedFormat(40, FF.frac), FF, mode))
+        m.submodules.div_so = div_so = Divider(divider_numerics(nu_fmt, FixedFormat(40, FF.frac), FF, mode))
+        xn = divider_numerics(FixedFormat(ck_w, ef + FF.frac), FixedFormat(40, ef), sc, mode)
+        m.submodules.div_x = div_x = Divider(xn)
+        m.submodules.div_y = div_y = Divider(xn)
+        m.submodules.div_cp = div_cp = Divider(divider_numerics(FixedFormat(40, ef), FixedFormat(40, ef), FF, mode))
+        on = divider_numerics(FixedFormat(FF.width + nc.exp.width + 1, FF.frac + ef), FF, nc.out, mode)
+        m.submodules.div_out = div_out = PipelinedDivider(on)
+
+        # ---------------- memories (state and per-token vectors; sync reads) ----------------
+        table = flow_memories(cfg)
+
+        def mem(name, gran=None):
+            width, depth, sgn = table[name]
+            mm = Memory(shape=signed(width) if sgn else unsigned(width), depth=depth, init=[])
+            m.submodules[name] = mm
+            return mm.read_port(), (mm.write_port(granularity=gran) if gran else mm.write_port())
+
+        kc_r, kc_w = mem("kc")
+        qc_r, qc_w = mem("qc")
+        ko_r, ko_w = mem("ko")
+        qi_r, qi_w = mem("qi")
+        pq_r, pq_w = mem("pq")
+        pk_r, pk_w = mem("pk")
+        vw = nc.v.width
+        v_r, v_w = mem("vbuf", vw)
+        kv_r, kv_w = mem("kvstate")
+        ob_r, ob_w = mem("outbuf", 16)
+
+        # ---------------- instruction fields and registers ----------------
+        c = self.cmd
+        op = c[OPCODE_LO: OPCODE_LO + OPCODE_WIDTH]
+        clamp = Signal(sc.width, name="clamp")
+        st_base = Signal(cfg.mem_addr_width, name="st_base")
+        slot = Signal(2, name="slot")
+        store = Signal(name="store")
+        q_lane = Signal(9, name="q_lane")
+        kv_lane = Signal(9, name="kv_lane")
+        count = Signal(10, name="count")
+        t = Signal(10, name="t")            # token within this FLOW
+        i = Signal(NU_W, name="i")          # token index in the sequence
+        fresh = Signal(name="fresh")        # the state reads as 0 (first token of a sequence)
+        nu = Signal(NU_W, name="nu")
+        m.d.comb += nu.eq(i + 1)
+
+        lc = Signal(DIM_W + 1, name="lc")   # loop counter: issue element lc, compute lc - 1
+        fb = Signal(DIM_W, name="fb")       # KV phase: block of L columns
+        dcnt = Signal(range(L + 1), name="drain")
+        got = Signal(DIM_W + 1, name="phi_got")
+
+        di = Signal(FF.shape(), name="DI")
+        si = Signal(FF.shape(), name="SI")
+        so = Signal(FF.shape(), name="SO")
+        zc = Signal(40, name="ZC")
+        cp = Signal(FF.shape(), name="CP")
+        al = Signal(unsigned(phw), name="AL")
+        acc_w = 2 * KC_W + e_bits + 2
+        acc_a = Signal(signed(acc_w), name="acc_a")
+        acc_b = Signal(signed(acc_w), name="acc_b")
+        qacc = [Signal(signed(phw + 1 + FF.width + e_bits + 1), name=f"qacc{l}") for l in range(L)]
+        qkv_hold = [Signal(FF.shape(), name=f"qkv{l}") for l in range(L)]
+
+        # flags of the phases (f_*), of the φ pipes and of the output divider (which runs
+        # while the next token's phases do)
+        f_score, f_phi = Signal(name="f_score"), Signal(name="f_phi")
+        f_rnv = Signal(name="f_rnv")
+        f_out = Signal(name="f_out")
+        f_dz, f_dz_out = Signal(name="f_dz"), Signal(name="f_dz_out")
+        m.d.comb += [self.score_sat.eq(f_score | f_phi), self.rnv_sat.eq(f_rnv), self.out_sat.eq(f_out),
+                     self.dz.eq(f_dz | f_dz_out)]
+
+        E, F = self.E, self.F
+        lane_q = Signal(9, name="lane_q")
+        lane_kv = Signal(9, name="lane_kv")
+        m.d.comb += [lane_q.eq(q_lane + t), lane_kv.eq(kv_lane + t)]
+
+        # ---------------- the output divider's tags (f, lane) and writes ----------------
+        lat = on.div_cycles
+        fw = max(1, (cfg.max_f - 1).bit_length())
+        lw = max(1, (C - 1).bit_length())
+        d_start = Signal(name="dout_start")
+        d_tag = Signal(fw + lw, name="dout_tag")
+        pipe_v = Signal(lat, name="dout_pipe")
+        pipe_t = [Signal(fw + lw, name=f"dout_tag{j}") for j in range(lat)]
+        m.d.sync += pipe_v.eq(Cat(d_start, pipe_v[:-1]))
+        m.d.sync += pipe_t[0].eq(d_tag)
+        for j in range(1, lat):
+            m.d.sync += pipe_t[j].eq(pipe_t[j - 1])
+        done_tag = pipe_t[lat - 1]
+        out_code = Signal(signed(16), name="out_code")  # sign-extended into the 16-bit word
+        m.d.comb += out_code.eq(div_out.y)
+        m.d.comb += [
+            ob_w.addr.eq(done_tag[:fw]),
+            ob_w.data.eq(Cat(*[out_code] * C)),
+            ob_w.en.eq(Mux(div_out.done, Const(1, C) << done_tag[fw:], 0)),
+        ]
+        with m.If(div_out.done):
+            m.d.comb += [f_out.eq(div_out.sat), f_dz_out.eq(div_out.dz)]
+        m.d.comb += [div_out.start.eq(d_start), div_out.den.eq(di)]
+
+        # ---------------- the sigmoid pipes: φ results into PQ and PK ----------------
+        m.d.comb += [
+            pq_w.addr.eq(sig_q.tag_out), pq_w.data.eq(sig_q.y), pq_w.en.eq(sig_q.valid_out),
+            pk_w.addr.eq(sig_q.tag_out), pk_w.data.eq(sig_k.y), pk_w.en.eq(sig_k.valid_out),
+        ]
+        with m.If(sig_q.valid_out):
+            m.d.sync += got.eq(got + 1)
+            m.d.comb += f_phi.eq(sig_q.sat | sig_k.sat)
+
+        # ---------------- common read addresses ----------------
+        rd_e = Signal(DIM_W, name="rd_e")
+        m.d.comb += [kc_r.addr.eq(rd_e), qc_r.addr.eq(rd_e), ko_r.addr.eq(rd_e), qi_r.addr.eq(rd_e),
+                     pq_r.addr.eq(rd_e), pk_r.addr.eq(rd_e)]
+        we_e = Signal(DIM_W, name="we_e")  # element being computed (read one cycle earlier)
+        m.d.comb += we_e.eq(lc - 1)
+        for wp in (kc_w, qc_w, ko_w, qi_w):
+            m.d.comb += wp.addr.eq(we_e)
+
+        pq1 = pq_r.data
+        pk1 = pk_r.data
+        first_c = lc == 1   # computing element 0
+
+        # lane selects of the buffer lines
+        q_x = self.q_rdata.word_select(lane_q[:max(1, (C - 1).bit_length())] if C > 1 else 0, w["q"])[:sc.width].as_signed()
+        kv_lane_sel = lane_kv[:max(1, (R - 1).bit_length())] if R > 1 else 0
+        kv_word = self.kv_rdata.word_select(kv_lane_sel, w["kv"])
+        k_x = kv_word[:sc.width].as_signed()
+        v_x = kv_word[:vw]
+
+        def fz(v):
+            """The state read ``v``, or 0 on the first token of a sequence."""
+            return Mux(fresh, 0, v)
+
+        gath = Signal(DIM_W + 1, name="gather_cnt")
+        g_v = Signal(name="gather_v")      # the read issued last cycle returns now
+        g_e = Signal(DIM_W + 1, name="gather_e")
+        m.d.sync += g_e.eq(gath)
+        vlane = Signal(range(L), name="v_lane")
+        vline = Signal(range(max(nbf_max, 2)), name="v_line")
+
+        # the multipliers of PASS_A, PASS_B and KV, shared: the two dots (PASS_A: (φ+ε)(KC+ε),
+        # PASS_B: (φ+ε)(KO+ε)), φk·SO (PASS_B) / φk·CP (KV, for W), φq·SI (PASS_B)
+        kc_new, qc_new = Signal(signed(KC_W), name="kc_new"), Signal(signed(KC_W), name="qc_new")
+        ko_new, qi_new = Signal(FF.shape(), name="ko_new"), Signal(FF.shape(), name="qi_new")
+        in_b, in_kv = Signal(name="in_pass_b"), Signal(name="in_kv")
+        dot_a = Signal(signed(phw + KC_W + 4), name="dot_a")
+        dot_b = Signal(signed(phw + KC_W + 4), name="dot_b")
+        pk_x = Signal(signed(phw + FF.width + 1), name="pk_x")
+        pq_si = Signal(signed(phw + FF.width + 1), name="pq_si")
+        m.d.comb += [
+            dot_a.eq((pq1 + eps_p) * Mux(in_b, ko_new + eps_f, kc_new + eps_p)),
+            dot_b.eq((pk1 + eps_p) * Mux(in_b, qi_new + eps_f, qc_new + eps_p)),
+            pk_x.eq(pk1 * Mux(in_kv, cp, so)),
+            pq_si.eq(pq1 * si),
+        ]
+
+        st_ok = Signal(name="st_ok")   # the output line read last cycle is on ob_r.data
+        st_go = Signal(name="st_go")
+        with m.FSM(name="flow") as fsm:
+            with m.State("IDLE"):
+                with m.If(self.cmd_valid & (op == OPCODES["FLOWC"].code)):
+                    m.d.sync += clamp.eq(_field(c, "FLOWC", "clamp"))
+                with m.If(self.cmd_valid & (op == OPCODES["FLOW"].code)):
+                    m.d.sync += [
+                        st_base.eq(_field(c, "FLOW", "addr")), slot.eq(_field(c, "FLOW", "slot")),
+                        store.eq(_field(c, "FLOW", "store")), q_lane.eq(_field(c, "FLOW", "q_lane")),
+                        kv_lane.eq(_field(c, "FLOW", "kv_lane")), count.eq(_field(c, "FLOW", "count")),
+                        t.eq(0), self.busy.eq(1),
+                    ]
+                    with m.If(_field(c, "FLOW", "first")):
+                        m.d.sync += [i.eq(0), fresh.eq(1)]
+                    with m.If(_field(c, "FLOW", "count") == 0):
+                        m.next = "FINISH"
+                    with m.Else():
+                        m.d.sync += [gath.eq(0), got.eq(0), g_v.eq(0), vlane.eq(0), vline.eq(0)]
+                        m.next = "GATHER"
+
+            # -- Q/K lines into the sigmoids, V lines into the V memory --
+            with m.State("GATHER"):
+                with m.If(gath < E):
+                    m.d.comb += [self.q_raddr.eq(gath), self.kv_raddr.eq(slot * slot_lines + gath)]
+                with m.Else():
+                    m.d.comb += self.kv_raddr.eq(slot * slot_lines + cfg.max_e + (gath - E))
+                m.d.sync += g_v.eq(gath < E + F)
+                with m.If(gath < E + F):
+                    m.d.sync += gath.eq(gath + 1)
+                with m.If(g_v & (g_e < E)):
+                    m.d.comb += [sig_q.valid_in.eq(1), sig_q.x.eq(q_x), sig_q.tag_in.eq(g_e),
+                                 sig_k.valid_in.eq(1), sig_k.x.eq(k_x)]
+                with m.If(g_v & (g_e >= E)):
+                    m.d.comb += [v_w.addr.eq(vline), v_w.data.eq(Cat(*[v_x] * L)),
+                                 v_w.en.eq(Const(1, L) << vlane)]
+                    with m.If(vlane == L - 1):
+                        m.d.sync += [vlane.eq(0), vline.eq(vline + 1)]
+                    with m.Else():
+                        m.d.sync += vlane.eq(vlane + 1)
+                with m.If((gath == E + F) & ~g_v & (got == E)):
+                    m.d.sync += lc.eq(0)
+                    m.next = "PASS_A"
+
+            # -- KC, QC and the dots DI, DO --
+            with m.State("PASS_A"):
+                m.d.comb += rd_e.eq(lc)
+                with m.If(lc != 0):
+                    m.d.comb += [kc_new.eq(fz(kc_r.data) + pk1), qc_new.eq(fz(qc_r.data) + pq1),
+                                 kc_w.data.eq(kc_new), qc_w.data.eq(qc_new), kc_w.en.eq(1), qc_w.en.eq(1)]
+                    m.d.sync += [acc_a.eq(Mux(first_c, 0, acc_a) + dot_a), acc_b.eq(Mux(first_c, 0, acc_b) + dot_b)]
+                m.d.sync += lc.eq(lc + 1)
+                with m.If(lc == E):
+                    m.d.sync += lc.eq(0)
+                    m.next = "DIV_S"
+            with m.State("DIV_S"):
+                di_v, di_s = FF.requantize_hdl(acc_a, 2 * ef, mode)
+                do_v, do_s = FF.requantize_hdl(acc_b, 2 * ef, mode)
+                with m.If(lc == 0):
+                    m.d.comb += [div_si.start.eq(1), div_si.num.eq(nu), div_si.den.eq(di_v),
+                                 div_so.start.eq(1), div_so.num.eq(nu), div_so.den.eq(do_v),
+                                 f_rnv.eq(di_s | do_s)]
+                    m.d.sync += [di.eq(di_v), lc.eq(1)]
+                with m.If(div_si.done):
+                    m.d.comb += [f_rnv.eq(div_si.sat | div_so.sat), f_dz.eq(div_si.dz | div_so.dz)]
+                    m.d.sync += [si.eq(div_si.y), so.eq(div_so.y), lc.eq(0)]
+                    m.next = "PASS_B"
+
+            # -- KO, QI and the dots CK, CSR --
+            with m.State("PASS_B"):
+                m.d.comb += rd_e.eq(lc)
+                with m.If(lc != 0):
+                    ko_v, ko_s = FF.requantize_hdl(
+                        fz(ko_r.data) + round_shift_hdl(pk_x, ef, mode), FF.frac, mode)
+                    qi_v, qi_s = FF.requantize_hdl(
+                        fz(qi_r.data) + round_shift_hdl(pq_si, ef, mode), FF.frac, mode)
+                    m.d.comb += [ko_new.eq(ko_v), qi_new.eq(qi_v), ko_w.data.eq(ko_new), qi_w.data.eq(qi_new),
+                                 ko_w.en.eq(1), qi_w.en.eq(1), f_rnv.eq(ko_s | qi_s)]
+                    m.d.sync += [acc_a.eq(Mux(first_c, 0, acc_a) + dot_a), acc_b.eq(Mux(first_c, 0, acc_b) + dot_b)]
+                m.d.sync += lc.eq(lc + 1)
+                with m.If(lc == E):
+                    m.d.sync += lc.eq(0)
+                    m.next = "DIV_X"
+            with m.State("DIV_X"):
+                den = Signal(40, name="nu_ln2")
+                m.d.comb += den.eq(nu * ln2)
+                with m.If(lc == 0):
+                    m.d.comb += [div_x.start.eq(1), div_x.num.eq(acc_a), div_x.den.eq(den),
+                                 div_y.start.eq(1), div_y.num.eq(acc_b), div_y.den.eq(den)]
+                    m.d.sync += lc.eq(1)
+                with m.If(div_x.done):
+                    m.d.comb += [f_score.eq(div_x.sat | div_y.sat), f_dz.eq(div_x.dz | div_y.dz)]
+                    yv = div_y.y
+                    yc = Mux(yv < -clamp, -clamp, Mux(yv > clamp, clamp, yv))
+                    m.d.comb += [sig_al.start.eq(1), sig_al.x.eq(div_x.y),
+                                 exp.start.eq(1), exp.x.eq(yc - clamp), exp.x_ninf.eq(0)]
+                    m.next = "EXP"
+
+            # -- AL (sigmoid) in parallel with EC, ZC, CP --
+            with m.State("EXP"):
+                al_done = Signal(name="al_done")
+                cp_done = Signal(name="cp_done")
+                with m.If(exp.done):
+                    zc_new = Signal(40, name="zc_new")
+                    m.d.comb += [zc_new.eq(fz(zc) + exp.y),
+                                 div_cp.start.eq(1), div_cp.num.eq(nu * exp.y), div_cp.den.eq(zc_new)]
+                    m.d.sync += zc.eq(zc_new)
+                with m.If(sig_al.done):
+                    m.d.comb += f_score.eq(sig_al.sat)
+                    m.d.sync += [al.eq(sig_al.y), al_done.eq(1)]
+                with m.If(div_cp.done):
+                    m.d.comb += [f_rnv.eq(div_cp.sat), f_dz.eq(div_cp.dz)]
+                    m.d.sync += [cp.eq(div_cp.y), cp_done.eq(1)]
+                with m.If(al_done & cp_done):
+                    m.d.sync += [al_done.eq(0), cp_done.eq(0), lc.eq(0), fb.eq(0)]
+                    m.next = "KV"
+
+            # -- the E x F state on L lanes, block fb of columns at a time --
+            with m.State("KV"):
+                m.d.comb += [rd_e.eq(lc), kv_r.addr.eq(lc * nbf_max + fb), v_r.addr.eq(fb)]
+                with m.If(lc != 0):
+                    wv, ws = FF.requantize_hdl(round_shift_hdl(pk_x, ef, mode), FF.frac, mode)
+                    wsig = Signal(FF.shape(), name="W")
+                    m.d.comb += wsig.eq(wv)
+                    news, flags = [], [ws]
+                    for l in range(L):
+                        old = fz(kv_r.data.word_select(l, FF.width).as_signed())
+                        vv = v_r.data.word_select(l, vw).as_signed()
+                        nv, ns = FF.requantize_hdl(old + round_shift_hdl(wsig * vv, nc.v.frac, mode),
+                                                   FF.frac, mode)
+                        ln = Signal(FF.shape(), name=f"kv_new{l}")
+                        m.d.comb += ln.eq(nv)
+                        news.append(ln)
+                        flags.append(ns & (fb * L + l < F))
+                        m.d.sync += qacc[l].eq(Mux(first_c, 0, qacc[l]) + pq1 * ln)
+                    m.d.comb += [kv_w.addr.eq((lc - 1) * nbf_max + fb), kv_w.data.eq(Cat(*news)),
+                                 kv_w.en.eq(1), f_rnv.eq(Cat(*flags).any())]
+                m.d.sync += lc.eq(lc + 1)
+                with m.If(lc == E):
+                    m.d.sync += dcnt.eq(0)
+                    m.next = "DRAIN"
+            with m.State("DRAIN"):
+                # the L column sums, one per cycle, into the output divider
+                f_cur = fb * L + dcnt
+                qv, qs = FF.requantize_hdl(Array(qacc)[dcnt], ef + FF.frac, mode)
+                m.d.comb += [div_out.num.eq(qv * al), d_start.eq(f_cur < F), f_rnv.eq(qs & (f_cur < F))]
+                m.d.comb += d_tag.eq(Cat(f_cur[:fw], lane_q[:lw]))
+                m.d.sync += dcnt.eq(dcnt + 1)
+                with m.If(dcnt == L - 1):
+                    m.d.sync += [fb.eq(fb + 1), lc.eq(0)]
+                    with m.If((fb + 1) * L >= F):
+                        m.next = "NEXT"
+                    with m.Else():
+                        m.next = "KV"
+            with m.State("NEXT"):
+                m.d.sync += [t.eq(t + 1), i.eq(i + 1), fresh.eq(0)]
+                with m.If(t + 1 == count):
+                    m.next = "FINISH"
+                with m.Else():
+                    m.d.sync += [gath.eq(0), got.eq(0), g_v.eq(0), vlane.eq(0), vline.eq(0)]
+                    m.next = "GATHER"
+
+            # -- wait for the output divides, then store the output buffer --
+            with m.State("FINISH"):
+                with m.If(pipe_v == 0):
+                    with m.If(store):
+                        m.d.sync += [lc.eq(0), st_ok.eq(0)]
+                        m.next = "STORE"
+                    with m.Else():
+                        m.d.sync += self.busy.eq(0)
+                        m.next = "IDLE"
+            with m.State("STORE"):
+                m.d.comb += [st_go.eq(st_ok & self.st_ready),
+                             ob_r.addr.eq(Mux(st_go, lc + 1, lc)),
+                             self.st_valid.eq(st_ok), self.st_addr.eq(st_base + lc),
+                             self.st_data.eq(ob_r.data)]
+                m.d.sync += st_ok.eq(1)
+                with m.If(st_go):
+                    m.d.sync += lc.eq(lc + 1)
+                    with m.If(lc == F - 1):
+                        m.d.sync += [st_ok.eq(0), self.busy.eq(0)]
+                        m.next = "IDLE"
+        m.d.comb += [in_b.eq(fsm.ongoing("PASS_B")), in_kv.eq(fsm.ongoing("KV"))]
+        self.fsm_encoding = dict(fsm.encoding)
+        return m
+
+
+__all__ = ["FlowEngine", "flow_memories", "NU_W", "KC_W"]
