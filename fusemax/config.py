@@ -323,8 +323,9 @@ class FuseMaxConfig:
     sigmoid_unit: bool = False
     #: Add the Flow-Attention engine (``fusemax.hw.flow.FlowEngine``) for the causal
     #: Flowformer cascade (``flowformer-causal``; schedule instructions ``FLOWC``, ``FLOW``): a
-    #: token-serial unit beside the arrays, ``cols`` lanes wide for its E x F state. Needs Q and
-    #: K words as wide as the score format (the host stores x·log2(e) in score codes); off by
+    #: token-serial unit beside the arrays, ``cols`` lanes wide for its E x F state; +105,900
+    #: cells and 18,720 bytes of memory on ``tiny`` (+52 %; docs/synthesis.md). Needs Q and K
+    #: words as wide as the score format (the host stores x·log2(e) in score codes); off by
     #: default.
     flow_unit: bool = False
 

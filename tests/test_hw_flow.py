@@ -77,6 +77,7 @@ def test_small_case_bit_exact_and_counters():
     ("rect-flow", 1, 1, 11, 3, 6, 1.0),     # 8 rows x 4 cols: FLOW segments of 4 and 8 tokens
     ("wide-flow", 1, 1, 13, 5, 9, 1.0),     # 4 x 8, F = 9 > 8 lanes: two column blocks
     ("odd5x3-flow", 2, 1, 8, 6, 5, 1.0),    # 5 x 3, floor rounding, degree 2, E = max_e
+    ("tiny-flow", 1, 1, 9, 60, 3, 1.0),     # PASS_A (E + 1) outlasts DIV_X + EXP: KV waits for it
 ])
 def test_sweep_bit_exact(cfg_name, B, H, N, E, F, clamp):
     cfg, prog, res, gold, out = _run(cfg_name, B, H, N, E, F, clamp=clamp)

@@ -9,30 +9,36 @@ reads the Q buffer and the K/V buffer (the sequencer's LDQ/LDKV fill them, in th
 layout), keeps its state between FLOW instructions, and stores through the memory port.
 
 Per token (ν = i + 1; F = FLOW_FORMAT s32.16; φ in the exp format; ``round`` with the
-config's rounding mode, ``sat`` with a flag), in phases:
+config's rounding mode, ``sat`` with a flag), in three overlapping processes:
 
-=======  =================================================================================
-phase    work (cycles for E, F, L = cols lanes, L_s = the sigmoid latency)
-=======  =================================================================================
-GATHER   Q line e, K line e (lane q_lane + t / kv_lane + t) into two pipelined sigmoids
-         (φq, φk -> the PQ, PK memories), then V line f into the V memory: E + max(F, L_s)
-PASS_A   KC += φk, QC += φq (memories, read-modify-write), DI = Σ_e (φq+ε)(KC+ε),
-         DO likewise, one element per cycle: E + 1
-DIV_S    SI = ν / DI, SO = ν / DO on two bit-serial dividers (F format): 35
-PASS_B   KO = sat(KO + round(φk·SO)), QI likewise, CK = Σ (φq+ε)(KO+ε), CSR likewise: E + 1
-DIV_X    x = CK / (ν ln 2), y = CSR / (ν ln 2) into the score format: score.width + 3
-EXP      AL = sigmoid(x) (the sequential sigmoid) while EC = exp2(clamp(y) − c) (Exp2),
-         ZC += EC, CP = ν·EC / ZC (a divider, F format)
-KV       per block of L columns: for each e, W = sat(round(φk·CP)), KV[e, f] = sat(KV +
-         round(W·V[f])) on L lanes, acc[f] += φq·KV[e, f]; then the L sums qkv = sat(round(acc))
-         go, one per cycle, into a pipelined divider AV = qkv·AL / DI (out format) whose
-         results land in the output buffer: ceil(F / L)·(E + L + 2)
-=======  =================================================================================
+========  =========================================================================================
+process   work (cycles for E, F, L = cols lanes, L_s = the sigmoid latency)
+========  =========================================================================================
+gatherer  Q line e, K line e (the token's lanes) into two pipelined sigmoids (φq, φk -> the PQ, PK
+          memories), then V line f into the V memory: E + max(F, L_s) + 2; into one of two banks,
+          so tokens t + 1 (and t + 2 once t is done) are gathered while t runs
+front     PASS_A: KC += φk, QC += φq (read-modify-write), DI = Σ_e (φq+ε)(KC+ε), DO likewise, one
+          element per cycle: E + 1; DIV_S: SI = ν / DI, SO = ν / DO on two bit-serial dividers
+          (F format): 36. These depend on the state only through KC, QC, so the front runs token
+          t + 1 while the back runs token t
+back      PASS_B: KO = sat(KO + round(φk·SO)), QI likewise, CK = Σ (φq+ε)(KO+ε), CSR likewise:
+          E + 1; DIV_X: x = CK / (ν ln 2), y = CSR / (ν ln 2) into the score format:
+          score.width + 4; EXP: AL = sigmoid(x) (the sequential sigmoid) while EC =
+          exp2(clamp(y) − c) (Exp2), ZC += EC, CP = ν·EC / ZC (a divider, F format):
+          max(L_s, d + 1 + 35) + 2; KV: per block of L columns, for each e, W = sat(round(φk·CP)),
+          KV[e, f] = sat(KV + round(W·V[f])) on L lanes, acc[f] += φq·KV[e, f], then the L sums
+          qkv = sat(round(acc)) one per cycle into a pipelined divider AV = qkv·AL / DI (out
+          format) whose results land in the output buffer: ceil(F / L)·(E + 1 + L)
+========  =========================================================================================
+
+The front and the back share the φ memories' read ports and the dot multipliers: PASS_A waits
+while the back is in PASS_B or KV, and the back does not enter KV while PASS_A runs. In the
+steady state a token costs the back's phases (PASS_B + DIV_X + EXP + KV + 2), the front's and
+the gatherer's work hidden behind them when E + 37 <= DIV_X + EXP.
 
 The output buffer (F lines of ``cols`` 16-bit lanes, lane = the token's query lane) is
 stored, F lines, by FLOW's ``store``. FLOW ``first`` starts a sequence: the state reads as 0
-during its first token (no clearing cycles) and ν restarts at 1. The engine works on one
-token at a time; the phases do not overlap (the output divides overlap the next token).
+during its first token (no clearing cycles) and ν restarts at 1.
 
 Flags (one-cycle pulses, ORed into the sequencer's sticky error bits): ``score_sat`` (x, y or
 a sigmoid saturated), ``rnv_sat`` (an F-format value saturated: DI, DO, SI, SO, KO, QI, CP, W,
@@ -77,8 +83,9 @@ def flow_memories(config) -> dict[str, tuple[int, int, bool]]:
     return {
         "kc": (KC_W, e, True), "qc": (KC_W, e, True),                  # Σ φk, Σ φq
         "ko": (FLOW_FORMAT.width, e, True), "qi": (FLOW_FORMAT.width, e, True),
-        "pq": (nc.exp.width, e, False), "pk": (nc.exp.width, e, False),  # this token's φ
-        "vbuf": (L * nc.v.width, nbf, False),                          # this token's V
+        # φ and V of this token and the next (two banks: the next token is gathered meanwhile)
+        "pq": (nc.exp.width, 2 * e, False), "pk": (nc.exp.width, 2 * e, False),
+        "vbuf": (L * nc.v.width, 2 * nbf, False),
         "kvstate": (L * FLOW_FORMAT.width, e * nbf, False),            # KV[e, f]
         "outbuf": (16 * config.cols, config.max_f, False),             # the block's outputs
     }
@@ -126,7 +133,7 @@ class FlowEngine(wiring.Component):
         phw = nc.exp.width  # φ codes (unsigned)
 
         # ---------------- units ----------------
-        m.submodules.sig_q = sig_q = PipelinedSigmoid(nc, tag_width=e_bits)
+        m.submodules.sig_q = sig_q = PipelinedSigmoid(nc, tag_width=e_bits + 1)
         m.submodules.sig_k = sig_k = PipelinedSigmoid(nc)
         m.submodules.sig_al = sig_al = Sigmoid(nc)
         m.submodules.exp = exp = Exp2(nc)
@@ -173,7 +180,6 @@ class FlowEngine(wiring.Component):
         count = Signal(10, name="count")
         t = Signal(10, name="t")            # token within this FLOW
         i = Signal(NU_W, name="i")          # token index in the sequence
-        fresh = Signal(name="fresh")        # the state reads as 0 (first token of a sequence)
         nu = Signal(NU_W, name="nu")
         m.d.comb += nu.eq(i + 1)
 
@@ -200,13 +206,11 @@ class FlowEngine(wiring.Component):
         f_rnv = Signal(name="f_rnv")
         f_out = Signal(name="f_out")
         f_dz, f_dz_out = Signal(name="f_dz"), Signal(name="f_dz_out")
-        m.d.comb += [self.score_sat.eq(f_score | f_phi), self.rnv_sat.eq(f_rnv), self.out_sat.eq(f_out),
-                     self.dz.eq(f_dz | f_dz_out)]
+        m.d.comb += [self.score_sat.eq(f_score | f_phi), self.out_sat.eq(f_out)]
 
         E, F = self.E, self.F
-        lane_q = Signal(9, name="lane_q")
-        lane_kv = Signal(9, name="lane_kv")
-        m.d.comb += [lane_q.eq(q_lane + t), lane_kv.eq(kv_lane + t)]
+        lane_q = Signal(9, name="lane_q")  # this token's output lane
+        m.d.comb += lane_q.eq(q_lane + t)
 
         # ---------------- the output divider's tags (f, lane) and writes ----------------
         lat = on.div_cycles
@@ -233,44 +237,109 @@ class FlowEngine(wiring.Component):
         m.d.comb += [div_out.start.eq(d_start), div_out.den.eq(di)]
 
         # ---------------- the sigmoid pipes: φ results into PQ and PK ----------------
+        # (the tag is the element e and the bank of the token being gathered)
+        phi_addr = sig_q.tag_out[:e_bits] + Mux(sig_q.tag_out[e_bits], cfg.max_e, 0)
         m.d.comb += [
-            pq_w.addr.eq(sig_q.tag_out), pq_w.data.eq(sig_q.y), pq_w.en.eq(sig_q.valid_out),
-            pk_w.addr.eq(sig_q.tag_out), pk_w.data.eq(sig_k.y), pk_w.en.eq(sig_k.valid_out),
+            pq_w.addr.eq(phi_addr), pq_w.data.eq(sig_q.y), pq_w.en.eq(sig_q.valid_out),
+            pk_w.addr.eq(phi_addr), pk_w.data.eq(sig_k.y), pk_w.en.eq(sig_k.valid_out),
         ]
         with m.If(sig_q.valid_out):
             m.d.sync += got.eq(got + 1)
             m.d.comb += f_phi.eq(sig_q.sat | sig_k.sat)
 
-        # ---------------- common read addresses ----------------
-        rd_e = Signal(DIM_W, name="rd_e")
-        m.d.comb += [kc_r.addr.eq(rd_e), qc_r.addr.eq(rd_e), ko_r.addr.eq(rd_e), qi_r.addr.eq(rd_e),
-                     pq_r.addr.eq(rd_e), pk_r.addr.eq(rd_e)]
-        we_e = Signal(DIM_W, name="we_e")  # element being computed (read one cycle earlier)
-        m.d.comb += we_e.eq(lc - 1)
-        for wp in (kc_w, qc_w, ko_w, qi_w):
-            m.d.comb += wp.addr.eq(we_e)
+        # ---------------- the front: PASS_A and DIV_S of token tf (one ahead) ----------------
+        # KC, QC, DI, DO, SI, SO depend on the state only through KC and QC, so token t + 1's
+        # run while token t is in DIV_X / EXP (the back). The two share the φ memories' read
+        # ports and the dot multipliers: PASS_A runs only while the back is not in PASS_B or KV.
+        tf = Signal(10, name="front_tok")
+        i_f = Signal(NU_W, name="front_i")
+        nu_f = Signal(NU_W, name="front_nu")
+        m.d.comb += nu_f.eq(i_f + 1)
+        lcf = Signal(DIM_W + 1, name="front_lc")
+        acc_fa = Signal(signed(acc_w), name="acc_di")
+        acc_fb = Signal(signed(acc_w), name="acc_do")
+        di_n = Signal(FF.shape(), name="DI_next")
+        si_n = Signal(FF.shape(), name="SI_next")
+        so_n = Signal(FF.shape(), name="SO_next")
+        seq_first = Signal(name="seq_first")   # this FLOW starts a sequence
+        flow_go = Signal(name="flow_go")       # a FLOW with tokens starts (back -> front)
+        take = Signal(name="take")             # the back takes the front's token
+        f_rnv_f, f_dz_f = Signal(name="f_rnv_front"), Signal(name="f_dz_front")
+        m.d.comb += [self.rnv_sat.eq(f_rnv | f_rnv_f), self.dz.eq(f_dz | f_dz_out | f_dz_f)]
+        back_ab = Signal(name="back_uses_phi")   # the back is in PASS_B or KV, or entering KV
+        bank_f = tf[0]
+        bank = t[0]  # the banks of PQ, PK and V token t (the back's) reads
+
+        # ---------------- read addresses ----------------
+        rd_e = Signal(DIM_W, name="rd_e")      # the back's element
+        rd_f = Signal(DIM_W, name="rd_f")      # the front's element
+        in_a = Signal(name="in_pass_a")
+        phi_rd = Mux(in_a, rd_f + Mux(bank_f, cfg.max_e, 0), rd_e + Mux(bank, cfg.max_e, 0))
+        m.d.comb += [kc_r.addr.eq(rd_f), qc_r.addr.eq(rd_f), ko_r.addr.eq(rd_e), qi_r.addr.eq(rd_e),
+                     pq_r.addr.eq(phi_rd), pk_r.addr.eq(phi_rd),
+                     kc_w.addr.eq(lcf - 1), qc_w.addr.eq(lcf - 1), ko_w.addr.eq(lc - 1), qi_w.addr.eq(lc - 1)]
 
         pq1 = pq_r.data
         pk1 = pk_r.data
-        first_c = lc == 1   # computing element 0
+        first_c = lc == 1   # the back computes element 0
 
-        # lane selects of the buffer lines
-        q_x = self.q_rdata.word_select(lane_q[:max(1, (C - 1).bit_length())] if C > 1 else 0, w["q"])[:sc.width].as_signed()
-        kv_lane_sel = lane_kv[:max(1, (R - 1).bit_length())] if R > 1 else 0
+        def fz(v, front=False):
+            """The state read ``v``, or 0 on the first token of a sequence."""
+            return Mux(seq_first & ((tf if front else t) == 0), 0, v)
+
+        # ---------------- the gatherer: a token's Q, K (-> φ) and V, in the background ----------
+        # Token gt of this FLOW: Q line e and K line e (its lanes) into the two sigmoid pipes,
+        # then V line f into the V memory, into bank gt[0]; g_ready[b] when bank b is complete,
+        # cleared when the back has finished that token. φ does not depend on the state, so
+        # tokens t + 1 (and t + 2, once t is done) are gathered while token t runs.
+        gt = Signal(10, name="gather_tok")
+        g_run = Signal(name="gather_run")
+        g_ready = Signal(2, name="gather_ready")
+        g_start = Signal(name="gather_start")
+        g_tok = Signal(10, name="gather_start_tok")
+        g_set, g_clr = Signal(2, name="gather_set"), Signal(2, name="gather_clr")
+        m.d.sync += g_ready.eq((g_ready & ~g_clr) | g_set)
+        lane_qg = Signal(9, name="lane_q_gather")
+        lane_kvg = Signal(9, name="lane_kv_gather")
+        m.d.comb += [lane_qg.eq(q_lane + gt), lane_kvg.eq(kv_lane + gt)]
+        q_x = self.q_rdata.word_select(lane_qg[:max(1, (C - 1).bit_length())] if C > 1 else 0, w["q"])[:sc.width].as_signed()
+        kv_lane_sel = lane_kvg[:max(1, (R - 1).bit_length())] if R > 1 else 0
         kv_word = self.kv_rdata.word_select(kv_lane_sel, w["kv"])
         k_x = kv_word[:sc.width].as_signed()
         v_x = kv_word[:vw]
-
-        def fz(v):
-            """The state read ``v``, or 0 on the first token of a sequence."""
-            return Mux(fresh, 0, v)
-
         gath = Signal(DIM_W + 1, name="gather_cnt")
         g_v = Signal(name="gather_v")      # the read issued last cycle returns now
         g_e = Signal(DIM_W + 1, name="gather_e")
         m.d.sync += g_e.eq(gath)
         vlane = Signal(range(L), name="v_lane")
         vline = Signal(range(max(nbf_max, 2)), name="v_line")
+        # gather token gn once the back has finished token gn - 2 (the bank's previous token)
+        gn = Signal(10, name="gather_next")
+        m.d.comb += [g_start.eq(self.busy & ~g_run & (gn < count) & (gn < t + 2)), g_tok.eq(gn)]
+        with m.If(g_start):
+            m.d.sync += [g_run.eq(1), gt.eq(g_tok), gn.eq(gn + 1), gath.eq(0), got.eq(0), g_v.eq(0),
+                         vlane.eq(0), vline.eq(0)]
+        with m.Elif(g_run):
+            with m.If(gath < E):
+                m.d.comb += [self.q_raddr.eq(gath), self.kv_raddr.eq(slot * slot_lines + gath)]
+            with m.Else():
+                m.d.comb += self.kv_raddr.eq(slot * slot_lines + cfg.max_e + (gath - E))
+            m.d.sync += g_v.eq(gath < E + F)
+            with m.If(gath < E + F):
+                m.d.sync += gath.eq(gath + 1)
+            with m.If(g_v & (g_e < E)):
+                m.d.comb += [sig_q.valid_in.eq(1), sig_q.x.eq(q_x), sig_q.tag_in.eq(Cat(g_e[:e_bits], gt[0])),
+                             sig_k.valid_in.eq(1), sig_k.x.eq(k_x)]
+            with m.If(g_v & (g_e >= E)):
+                m.d.comb += [v_w.addr.eq(vline + Mux(gt[0], nbf_max, 0)), v_w.data.eq(Cat(*[v_x] * L)),
+                             v_w.en.eq(Const(1, L) << vlane)]
+                with m.If(vlane == L - 1):
+                    m.d.sync += [vlane.eq(0), vline.eq(vline + 1)]
+                with m.Else():
+                    m.d.sync += vlane.eq(vlane + 1)
+            with m.If((gath == E + F) & ~g_v & (got == E)):
+                m.d.comb += g_set.eq(Mux(gt[0], 2, 1))
+                m.d.sync += g_run.eq(0)
 
         # the multipliers of PASS_A, PASS_B and KV, shared: the two dots (PASS_A: (φ+ε)(KC+ε),
         # PASS_B: (φ+ε)(KO+ε)), φk·SO (PASS_B) / φk·CP (KV, for W), φq·SI (PASS_B)
@@ -290,6 +359,47 @@ class FlowEngine(wiring.Component):
 
         st_ok = Signal(name="st_ok")   # the output line read last cycle is on ob_r.data
         st_go = Signal(name="st_go")
+
+        with m.FSM(name="flow_front") as ffsm:
+            with m.State("IDLE"):
+                with m.If(flow_go):
+                    m.d.sync += tf.eq(0)
+                    m.next = "WAIT"
+            with m.State("WAIT"):
+                with m.If(tf == count):
+                    m.next = "IDLE"
+                with m.Elif(g_ready.bit_select(bank_f, 1) & ~back_ab):
+                    m.d.sync += lcf.eq(0)
+                    m.next = "PASS_A"
+            # -- KC, QC and the dots DI, DO --
+            with m.State("PASS_A"):
+                m.d.comb += [in_a.eq(1), rd_f.eq(lcf)]
+                with m.If(lcf != 0):
+                    m.d.comb += [kc_new.eq(fz(kc_r.data, True) + pk1), qc_new.eq(fz(qc_r.data, True) + pq1),
+                                 kc_w.data.eq(kc_new), qc_w.data.eq(qc_new), kc_w.en.eq(1), qc_w.en.eq(1)]
+                    m.d.sync += [acc_fa.eq(Mux(lcf == 1, 0, acc_fa) + dot_a),
+                                 acc_fb.eq(Mux(lcf == 1, 0, acc_fb) + dot_b)]
+                m.d.sync += lcf.eq(lcf + 1)
+                with m.If(lcf == E):
+                    m.d.sync += lcf.eq(0)
+                    m.next = "DIV_S"
+            with m.State("DIV_S"):
+                di_v, di_s = FF.requantize_hdl(acc_fa, 2 * ef, mode)
+                do_v, do_s = FF.requantize_hdl(acc_fb, 2 * ef, mode)
+                with m.If(lcf == 0):
+                    m.d.comb += [div_si.start.eq(1), div_si.num.eq(nu_f), div_si.den.eq(di_v),
+                                 div_so.start.eq(1), div_so.num.eq(nu_f), div_so.den.eq(do_v),
+                                 f_rnv_f.eq(di_s | do_s)]
+                    m.d.sync += [di_n.eq(di_v), lcf.eq(1)]
+                with m.If(div_si.done):
+                    m.d.comb += [f_rnv_f.eq(div_si.sat | div_so.sat), f_dz_f.eq(div_si.dz | div_so.dz)]
+                    m.d.sync += [si_n.eq(div_si.y), so_n.eq(div_so.y)]
+                    m.next = "DONE"
+            with m.State("DONE"):
+                with m.If(take):
+                    m.d.sync += [tf.eq(tf + 1), i_f.eq(i_f + 1)]
+                    m.next = "WAIT"
+
         with m.FSM(name="flow") as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd_valid & (op == OPCODES["FLOWC"].code)):
@@ -299,66 +409,26 @@ class FlowEngine(wiring.Component):
                         st_base.eq(_field(c, "FLOW", "addr")), slot.eq(_field(c, "FLOW", "slot")),
                         store.eq(_field(c, "FLOW", "store")), q_lane.eq(_field(c, "FLOW", "q_lane")),
                         kv_lane.eq(_field(c, "FLOW", "kv_lane")), count.eq(_field(c, "FLOW", "count")),
-                        t.eq(0), self.busy.eq(1),
+                        seq_first.eq(_field(c, "FLOW", "first")), t.eq(0), gn.eq(0), self.busy.eq(1),
                     ]
                     with m.If(_field(c, "FLOW", "first")):
-                        m.d.sync += [i.eq(0), fresh.eq(1)]
+                        m.d.sync += [i.eq(0), i_f.eq(0)]
                     with m.If(_field(c, "FLOW", "count") == 0):
                         m.next = "FINISH"
                     with m.Else():
-                        m.d.sync += [gath.eq(0), got.eq(0), g_v.eq(0), vlane.eq(0), vline.eq(0)]
-                        m.next = "GATHER"
+                        m.d.comb += [flow_go.eq(1), g_clr.eq(3)]
+                        m.next = "BWAIT"
 
-            # -- Q/K lines into the sigmoids, V lines into the V memory --
-            with m.State("GATHER"):
-                with m.If(gath < E):
-                    m.d.comb += [self.q_raddr.eq(gath), self.kv_raddr.eq(slot * slot_lines + gath)]
-                with m.Else():
-                    m.d.comb += self.kv_raddr.eq(slot * slot_lines + cfg.max_e + (gath - E))
-                m.d.sync += g_v.eq(gath < E + F)
-                with m.If(gath < E + F):
-                    m.d.sync += gath.eq(gath + 1)
-                with m.If(g_v & (g_e < E)):
-                    m.d.comb += [sig_q.valid_in.eq(1), sig_q.x.eq(q_x), sig_q.tag_in.eq(g_e),
-                                 sig_k.valid_in.eq(1), sig_k.x.eq(k_x)]
-                with m.If(g_v & (g_e >= E)):
-                    m.d.comb += [v_w.addr.eq(vline), v_w.data.eq(Cat(*[v_x] * L)),
-                                 v_w.en.eq(Const(1, L) << vlane)]
-                    with m.If(vlane == L - 1):
-                        m.d.sync += [vlane.eq(0), vline.eq(vline + 1)]
-                    with m.Else():
-                        m.d.sync += vlane.eq(vlane + 1)
-                with m.If((gath == E + F) & ~g_v & (got == E)):
-                    m.d.sync += lc.eq(0)
-                    m.next = "PASS_A"
-
-            # -- KC, QC and the dots DI, DO --
-            with m.State("PASS_A"):
-                m.d.comb += rd_e.eq(lc)
-                with m.If(lc != 0):
-                    m.d.comb += [kc_new.eq(fz(kc_r.data) + pk1), qc_new.eq(fz(qc_r.data) + pq1),
-                                 kc_w.data.eq(kc_new), qc_w.data.eq(qc_new), kc_w.en.eq(1), qc_w.en.eq(1)]
-                    m.d.sync += [acc_a.eq(Mux(first_c, 0, acc_a) + dot_a), acc_b.eq(Mux(first_c, 0, acc_b) + dot_b)]
-                m.d.sync += lc.eq(lc + 1)
-                with m.If(lc == E):
-                    m.d.sync += lc.eq(0)
-                    m.next = "DIV_S"
-            with m.State("DIV_S"):
-                di_v, di_s = FF.requantize_hdl(acc_a, 2 * ef, mode)
-                do_v, do_s = FF.requantize_hdl(acc_b, 2 * ef, mode)
-                with m.If(lc == 0):
-                    m.d.comb += [div_si.start.eq(1), div_si.num.eq(nu), div_si.den.eq(di_v),
-                                 div_so.start.eq(1), div_so.num.eq(nu), div_so.den.eq(do_v),
-                                 f_rnv.eq(di_s | do_s)]
-                    m.d.sync += [di.eq(di_v), lc.eq(1)]
-                with m.If(div_si.done):
-                    m.d.comb += [f_rnv.eq(div_si.sat | div_so.sat), f_dz.eq(div_si.dz | div_so.dz)]
-                    m.d.sync += [si.eq(div_si.y), so.eq(div_so.y), lc.eq(0)]
+            # -- wait for the front's SI, SO, DI of token t --
+            with m.State("BWAIT"):
+                with m.If(ffsm.ongoing("DONE")):
+                    m.d.comb += take.eq(1)
+                    m.d.sync += [di.eq(di_n), si.eq(si_n), so.eq(so_n), lc.eq(0)]
                     m.next = "PASS_B"
 
             # -- KO, QI and the dots CK, CSR --
             with m.State("PASS_B"):
-                m.d.comb += rd_e.eq(lc)
+                m.d.comb += [rd_e.eq(lc), back_ab.eq(1)]
                 with m.If(lc != 0):
                     ko_v, ko_s = FF.requantize_hdl(
                         fz(ko_r.data) + round_shift_hdl(pk_x, ef, mode), FF.frac, mode)
@@ -401,13 +471,18 @@ class FlowEngine(wiring.Component):
                 with m.If(div_cp.done):
                     m.d.comb += [f_rnv.eq(div_cp.sat), f_dz.eq(div_cp.dz)]
                     m.d.sync += [cp.eq(div_cp.y), cp_done.eq(1)]
+                # KV needs the φ memories: not while the front is in PASS_A (and the front does
+                # not start one in the cycle we leave)
                 with m.If(al_done & cp_done):
-                    m.d.sync += [al_done.eq(0), cp_done.eq(0), lc.eq(0), fb.eq(0)]
-                    m.next = "KV"
+                    m.d.comb += back_ab.eq(1)
+                    with m.If(~in_a):
+                        m.d.sync += [al_done.eq(0), cp_done.eq(0), lc.eq(0), fb.eq(0)]
+                        m.next = "KV"
 
             # -- the E x F state on L lanes, block fb of columns at a time --
             with m.State("KV"):
-                m.d.comb += [rd_e.eq(lc), kv_r.addr.eq(lc * nbf_max + fb), v_r.addr.eq(fb)]
+                m.d.comb += [rd_e.eq(lc), kv_r.addr.eq(lc * nbf_max + fb), v_r.addr.eq(fb + Mux(bank, nbf_max, 0)),
+                             back_ab.eq(1)]
                 with m.If(lc != 0):
                     wv, ws = FF.requantize_hdl(round_shift_hdl(pk_x, ef, mode), FF.frac, mode)
                     wsig = Signal(FF.shape(), name="W")
@@ -431,6 +506,7 @@ class FlowEngine(wiring.Component):
                     m.next = "DRAIN"
             with m.State("DRAIN"):
                 # the L column sums, one per cycle, into the output divider
+                m.d.comb += back_ab.eq(1)
                 f_cur = fb * L + dcnt
                 qv, qs = FF.requantize_hdl(Array(qacc)[dcnt], ef + FF.frac, mode)
                 m.d.comb += [div_out.num.eq(qv * al), d_start.eq(f_cur < F), f_rnv.eq(qs & (f_cur < F))]
@@ -443,12 +519,13 @@ class FlowEngine(wiring.Component):
                     with m.Else():
                         m.next = "KV"
             with m.State("NEXT"):
-                m.d.sync += [t.eq(t + 1), i.eq(i + 1), fresh.eq(0)]
+                # token t is done: its φ / V bank is free for token t + 2
+                m.d.comb += g_clr.eq(Mux(bank, 2, 1))
+                m.d.sync += [t.eq(t + 1), i.eq(i + 1)]
                 with m.If(t + 1 == count):
                     m.next = "FINISH"
                 with m.Else():
-                    m.d.sync += [gath.eq(0), got.eq(0), g_v.eq(0), vlane.eq(0), vline.eq(0)]
-                    m.next = "GATHER"
+                    m.next = "BWAIT"
 
             # -- wait for the output divides, then store the output buffer --
             with m.State("FINISH"):
@@ -471,6 +548,7 @@ class FlowEngine(wiring.Component):
                         m.d.sync += [st_ok.eq(0), self.busy.eq(0)]
                         m.next = "IDLE"
         m.d.comb += [in_b.eq(fsm.ongoing("PASS_B")), in_kv.eq(fsm.ongoing("KV"))]
+        self.front_encoding = dict(ffsm.encoding)
         self.fsm_encoding = dict(fsm.encoding)
         return m
 

@@ -517,6 +517,38 @@ class Schedule:
 BINDINGS = ("fusemax", "architecture")
 
 
+def _start_schedule(config: FuseMaxConfig, s: Shape, n_instr: int, sched_base: int):
+    """The layout of a schedule of ``n_instr`` instructions (FuseMaxError when the image does not
+    fit the address space), its instruction and note lists, and ``emit(op, note, **fields)``
+    (range-checked), with HDR and SHAPE emitted."""
+    rows, cols = config.rows, config.cols
+    P2, M1 = -(-s.P // cols), -(-s.M // rows)
+    n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
+    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
+                    sched_base + n_lines)
+    if layout.n_lines > (1 << config.mem_addr_width):
+        raise FuseMaxError(
+            f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
+            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
+            f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
+            f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or M, or a config with a "
+            f"wider mem_addr_width")
+
+    ins: list[sf.Instruction] = []
+    notes: list[str] = []
+
+    def emit(op: str, note: str = "", **args: int) -> None:
+        sf.encode(op, **args)  # range-check now, with the instruction's name in the error
+        ins.append(sf.Instruction(op, dict(args)))
+        notes.append(note)
+
+    digest = config.digest()
+    emit("HDR", f"schedule format v{sf.VERSION}, config {config.name} (digest {digest})",
+         version=sf.VERSION, tag=sf.config_tag(digest))
+    emit("SHAPE", f"E = {s.E} (Q, K), F = {s.F} (V)", E=s.E, F=s.F)
+    return layout, ins, notes, emit
+
+
 def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
                      cascade: str = "attention-1pass", sched_base: int = 0,
                      binding: str = "fusemax", pattern=None, clamp: float | None = None) -> Schedule:
@@ -568,29 +600,7 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     n_tiles = s.B * s.H * sum(tiles_per_block)
     n_instr = (4 + int(window > 0) + int(bool(mode))
                + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1)
-    n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
-    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
-                    sched_base + n_lines)
-    if layout.n_lines > (1 << config.mem_addr_width):
-        raise FuseMaxError(
-            f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
-            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
-            f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
-            f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or M, or a config with a "
-            f"wider mem_addr_width")
-
-    ins: list[sf.Instruction] = []
-    notes: list[str] = []
-
-    def emit(op: str, note: str = "", **args: int) -> None:
-        sf.encode(op, **args)  # range-check now, with the instruction's name in the error
-        ins.append(sf.Instruction(op, dict(args)))
-        notes.append(note)
-
-    digest = config.digest()
-    emit("HDR", f"schedule format v{sf.VERSION}, config {config.name} (digest {digest})",
-         version=sf.VERSION, tag=sf.config_tag(digest))
-    emit("SHAPE", f"E = {s.E} (Q, K), F = {s.F} (V)", E=s.E, F=s.F)
+    layout, ins, notes, emit = _start_schedule(config, s, n_instr, sched_base)
     emit("MASK", f"M = {s.M} keys, P = {s.P} queries", M=s.M, P=s.P)
     emit("CAUSAL", "causal: query p sees key m <= p + M - P" if causal else "no causal mask",
          enable=int(causal))
@@ -748,29 +758,7 @@ def _compile_flow(config: FuseMaxConfig, shape, causal: bool, cascade: str, sche
     P2, M1 = -(-N // cols), -(-N // rows)
     segs = flow_segments(N, rows, cols)
     n_instr = 4 + s.B * s.H * (P2 + M1 + len(segs)) + 1
-    n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
-    layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
-                    sched_base + n_lines)
-    if layout.n_lines > (1 << config.mem_addr_width):
-        raise FuseMaxError(
-            f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
-            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
-            f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
-            f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or N, or a config with a "
-            f"wider mem_addr_width")
-
-    ins: list[sf.Instruction] = []
-    notes: list[str] = []
-
-    def emit(op: str, note: str = "", **args: int) -> None:
-        sf.encode(op, **args)  # range-check now, with the instruction's name in the error
-        ins.append(sf.Instruction(op, dict(args)))
-        notes.append(note)
-
-    digest = config.digest()
-    emit("HDR", f"schedule format v{sf.VERSION}, config {config.name} (digest {digest})",
-         version=sf.VERSION, tag=sf.config_tag(digest))
-    emit("SHAPE", f"E = {s.E} (Q, K), F = {s.F} (V)", E=s.E, F=s.F)
+    layout, ins, notes, emit = _start_schedule(config, s, n_instr, sched_base)
     emit("MASK", f"N = M = P = {N} tokens", M=N, P=N)
     emit("FLOWC", f"clamp c = {c:g}: c2 = round(c·log2(e)·2^{config.numerics.score.frac}) = {c2} "
          f"score codes", clamp=c2)
