@@ -352,6 +352,10 @@ class FuseMaxConfig:
         if not isinstance(self.flow_unit, bool):
             raise FuseMaxError(f"config flow_unit must be true or false, got {self.flow_unit!r}")
         if self.flow_unit:
+            if max(self.rows, self.cols) > 512:
+                raise FuseMaxError(
+                    f"config flow_unit with a {self.rows} x {self.cols} array: FLOW's lane fields "
+                    f"are 9 bits, so rows and cols must be at most 512")
             n = self.numerics
             for role in ("q", "k"):
                 if getattr(n, role).width < n.score.width:

@@ -110,7 +110,8 @@ def rows():
         cascade("act-calibration", {"Q": qa, "K": ka, "V": va}),
         None, f"sink keys found: {[list(map(int, s)) for s in act['sinks'][0]]} (a sink planted at 0, 9)")
     ref = V.flow_attention(q, k, v)
-    add("Flowformer, non-causal", "flowformer", ref, cascade("flowformer", base))
+    add("Flowformer, non-causal", "flowformer", ref, cascade("flowformer", base),
+        {"fx16": golden_row(G.flowformer_golden(q, k, v, cfg), ref)})
     ref = V.flow_attention_causal(q, k, v)
     add("Flowformer, causal", "flowformer-causal", ref, cascade("flowformer-causal", base),
         {"fx16": golden_row(G.flowformer_causal_golden(q, k, v, cfg), ref)})

@@ -23,6 +23,7 @@ from fusemax.sw.compiler import (
     FLOW_MAX_N, Shape, compile_attention, compile_schedule, flow_segments,
 )
 from fusemax.sw.executor import execute
+from fusemax.sw.golden import error_stats
 from fusemax.sw.patterns import Causal
 from fusemax.sw.rtl_variants import NOT_ON_RTL, RTL_VARIANTS, prepare
 
@@ -246,7 +247,7 @@ def test_output_buffer_keeps_stale_lanes_and_the_state_runs_across_flows():
     (TINY, (1, 1, 8, 8, 4, 4), {"clamp": 25.0}, "above the score format's largest code"),
     (TINY, (1, 1, 8, 8, 4, 4), {"clamp": -1.0}, "clamp must be a positive bound"),
     (TINY, (1, 1, FLOW_MAX_N + 1, FLOW_MAX_N + 1, 4, 4), {}, "exceeds 131072 = 2.17: the flow "
-     "engine's running sums KC, QC and ZC are 32-bit registers with 15 fraction bits"),
+     "engine's running sums KC, QC \\(34-bit registers, 15 fraction bits\\)"),
     (TINY, (1, 1, 8, 8, 65, 4), {}, "exceeds the Q buffer"),
 ])
 def test_refusals_name_the_problem(cfg, shape, kw, msg):
@@ -339,3 +340,35 @@ def test_simulate_with_the_executor_as_rtl(monkeypatch):
     text = A.summary_text(r)
     assert "22 tokens on the flow engine" in text and "flow engine busy 900" in text
     assert "bit-exact with the golden model (flowformer-causal)" in text
+
+
+# ---------------------------------------------------------------- non-causal golden
+
+@pytest.mark.parametrize("P,M,E,F,variant,clamp", [
+    (12, 20, 4, 6, "core", 1.0),        # P != M: a wrong P/M factor would show
+    (64, 64, 16, 16, "core", 1.0),      # the clamp binds for part of the keys
+    (64, 64, 16, 16, "timeseries", None),
+    (33, 17, 8, 5, "timeseries", None),
+])
+def test_flowformer_golden_against_float64(P, M, E, F, variant, clamp):
+    rng = np.random.default_rng(P + M)
+    q, k, v = (rng.standard_normal((1, 2, P, E)), rng.standard_normal((1, 2, M, E)),
+               rng.standard_normal((1, 2, M, F)))
+    g = G.flowformer_golden(q, k, v, preset("small"), clamp=clamp)
+    ref = V.flow_attention(q, k, v, variant)
+    err = error_stats(g.out, ref)
+    assert err["rel_rms"] < 2e-3 and err["max_abs"] < 1e-3, err
+    assert g.out_codes.shape == (1, 2, P, F) and g.div_by_zero == 0
+    assert not any(g.saturation.values())
+
+
+def test_flowformer_golden_clamp_matters():
+    rng = np.random.default_rng(5)
+    q, k, v = (rng.standard_normal((1, 1, 64, 16)) for _ in range(3))
+    clamped = G.flowformer_golden(q, k, v, preset("small"), clamp=1.0)
+    free = G.flowformer_golden(q, k, v, preset("small"), clamp=None)
+    # the ±1 clamp binds on some keys: the outputs differ, each closer to its own reference
+    assert not np.array_equal(clamped.out_codes, free.out_codes)
+    for g, variant, other in ((clamped, "core", "timeseries"), (free, "timeseries", "core")):
+        own = np.abs(g.out - V.flow_attention(q, k, v, variant)).max()
+        assert own < np.abs(g.out - V.flow_attention(q, k, v, other)).max()

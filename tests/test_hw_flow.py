@@ -105,6 +105,8 @@ def test_sequencer_checks_flow():
         ([hdr, shape, encode("FLOW", slot=3, count=1), end], "opcode"),   # no slot 3
         ([hdr, shape, encode("FLOW", q_lane=2, count=3), end], "shape"),  # past the 4 Q lanes
         ([hdr, shape, encode("FLOW", kv_lane=4, count=1), end], "shape"), # past the 4 K/V lanes
+        ([hdr, encode("FLOWC", clamp=cfg.numerics.score.max_code + 1), end], "shape"),  # too big
+        ([hdr, shape, encode("FLOW", slot=3, q_lane=2, count=3), end], "shape"),  # lanes first
     ]
     stride = 8
     img = np.zeros((stride * len(cases), cfg.mem_lanes), np.uint16)
@@ -116,3 +118,35 @@ def test_sequencer_checks_flow():
     for (_, bit), res in zip(cases, results):
         assert res["error"] == (0 if bit is None else 1 << ERROR_BITS[bit])
         assert res["counters"]["flow"] == 0
+
+
+def test_empty_first_flow_starts_the_sequence():
+    """FLOW first=1 with count = 0 starts the sequence for the next FLOW (hardware = executor):
+    head 1's first FLOW is split into an empty one with first=1 and the real one with first=0."""
+    from fusemax.sw.executor import execute
+    from fusemax.sw.schedule import Instruction
+
+    cfg = CONFIGS["tiny-flow"]
+    q, k, v = random_attention((1, 2, 4, 4, 3, 2), seed=7)
+    prog = compile_attention(cfg, q, k, v, cascade="flowformer-causal")
+    sched = prog.schedule
+    ins = list(sched.instructions)
+    n = [j for j, x in enumerate(ins) if x.op == "FLOW" and x.args["first"]][1]  # head 1's
+    args = dict(ins[n].args)
+    ins[n] = Instruction("FLOW", dict(args, first=0))
+    ins.insert(n, Instruction("FLOW", dict(args, count=0, store=0)))
+    ins = [x for x in ins if x.op != "MASK"]  # keep the length (the flow engine ignores MASK)
+    words = [x.word for x in ins]
+    img = prog.image.copy()
+    per = img.shape[1] // 4
+    assert len(words) <= sched.layout.sched_lines * per
+    for j, wd in enumerate(words):
+        line, sub = divmod(j, per)
+        for lane in range(4):
+            img[line, 4 * sub + lane] = (wd >> (16 * lane)) & 0xFFFF
+    ex = execute(cfg, img.copy(), prog.sched_base)
+    res = pysim_run(cfg, img, prog.sched_base)
+    assert res["error"] == 0 == ex.error
+    gold = flowformer_causal_golden(q, k, v, cfg)
+    np.testing.assert_array_equal(prog.decode_output(img), gold.out_codes)
+    np.testing.assert_array_equal(prog.decode_output(ex.image), gold.out_codes)

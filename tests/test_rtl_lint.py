@@ -36,7 +36,7 @@ WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", "DECLFILEN
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect"])
+@pytest.mark.parametrize("name", ["tiny", "rect", "tiny-flow"])
 def test_lint_wall_clean(name, tmp_path):
     from fusemax.sim.toolchain import find_verilator, verilator_env
 

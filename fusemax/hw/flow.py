@@ -34,7 +34,13 @@ back      PASS_B: KO = sat(KO + round(φk·SO)), QI likewise, CK = Σ (φq+ε)(K
 The front and the back share the φ memories' read ports and the dot multipliers: PASS_A waits
 while the back is in PASS_B or KV, and the back does not enter KV while PASS_A runs. In the
 steady state a token costs the back's phases (PASS_B + DIV_X + EXP + KV + 2), the front's and
-the gatherer's work hidden behind them when E + 37 <= DIV_X + EXP.
+the gatherer's work hidden behind them when E + max(F, L_s) + 4 <= DIV_X + EXP (token t + 1's
+gather starts when the back finishes token t − 1, and its PASS_A must end before the back
+leaves EXP).
+
+The engine's state (the memories, the token index, the clamp, the output buffer) persists
+across ``start``: a run must begin its sequences with FLOWC and FLOW ``first = 1``, as the
+compiler's schedules do.
 
 The output buffer (F lines of ``cols`` 16-bit lanes, lane = the token's query lane) is
 stored, F lines, by FLOW's ``store``. FLOW ``first`` starts a sequence: the state reads as 0
@@ -262,6 +268,7 @@ class FlowEngine(wiring.Component):
         si_n = Signal(FF.shape(), name="SI_next")
         so_n = Signal(FF.shape(), name="SO_next")
         seq_first = Signal(name="seq_first")   # this FLOW starts a sequence
+        first_pend = Signal(name="first_pend")  # FLOW first=1 came with count = 0
         flow_go = Signal(name="flow_go")       # a FLOW with tokens starts (back -> front)
         take = Signal(name="take")             # the back takes the front's token
         f_rnv_f, f_dz_f = Signal(name="f_rnv_front"), Signal(name="f_dz_front")
@@ -409,7 +416,10 @@ class FlowEngine(wiring.Component):
                         st_base.eq(_field(c, "FLOW", "addr")), slot.eq(_field(c, "FLOW", "slot")),
                         store.eq(_field(c, "FLOW", "store")), q_lane.eq(_field(c, "FLOW", "q_lane")),
                         kv_lane.eq(_field(c, "FLOW", "kv_lane")), count.eq(_field(c, "FLOW", "count")),
-                        seq_first.eq(_field(c, "FLOW", "first")), t.eq(0), gn.eq(0), self.busy.eq(1),
+                        t.eq(0), gn.eq(0), self.busy.eq(1),
+                        # a sequence started by a FLOW without tokens starts at the next token
+                        seq_first.eq(_field(c, "FLOW", "first") | first_pend),
+                        first_pend.eq((_field(c, "FLOW", "first") | first_pend) & (_field(c, "FLOW", "count") == 0)),
                     ]
                     with m.If(_field(c, "FLOW", "first")):
                         m.d.sync += [i.eq(0), i_f.eq(0)]

@@ -45,7 +45,8 @@ staged p_base. SHAPE, MASK, CAUSAL, WINDOW, MODE, AV and END wait until the tile
 done. On a design with ``flow_unit``, FLOWC and FLOW go to the flow engine (``flow_cmd``) once
 everything is idle (FLOW also waits for the Q buffer and its K/V slot); FLOW is blocking: no
 instruction issues while the engine runs. A FLOW before SHAPE, or whose tokens run past the
-buffers' lanes (q_lane + count > cols, kv_lane + count > rows), stops with ``error.shape``; on
+buffers' lanes (q_lane + count > cols, kv_lane + count > rows), or a FLOWC clamp code above
+score.max_code, stops with ``error.shape``; on
 a never-loaded slot with ``error.opcode``; FLOWC/FLOW on a design without the engine with
 ``error.config``. CAUSAL and WINDOW set the mask's ``causal`` and ``window`` (W, 0 = off; both cleared by
 ``start``). MODE sets ``sig_mode`` and ``nonorm`` (sigmoid attention; cleared by ``start``) on
@@ -317,8 +318,9 @@ class Sequencer(wiring.Component):
             with m.State("FETCH"):
                 with m.If(~self.insn_valid):
                     pass
-                with m.Elif(flow_busy):
-                    pass  # FLOW is blocking: nothing issues while the flow engine runs
+                if cfg.flow_unit:
+                    with m.Elif(flow_busy):
+                        pass  # FLOW is blocking: nothing issues while the flow engine runs
                 with m.Elif(~seen_hdr & (op != OPCODES["HDR"].code)):
                     fail("config")
                 with m.Elif(op == OPCODES["HDR"].code):
@@ -361,15 +363,18 @@ class Sequencer(wiring.Component):
                     else:
                         lanes_over = ((field(w, "FLOW", "q_lane") + field(w, "FLOW", "count") > cfg.cols)
                                       | (field(w, "FLOW", "kv_lane") + field(w, "FLOW", "count") > cfg.rows))
+                        clamp_over = field(w, "FLOWC", "clamp") > cfg.numerics.score.max_code
                         with m.If((op == OPCODES["FLOW"].code) & (~shape_ok | lanes_over)):
                             fail("shape")  # before SHAPE, or tokens beyond the buffers' lanes
+                        with m.Elif((op == OPCODES["FLOWC"].code) & clamp_over):
+                            fail("shape")  # a clamp code the score format cannot hold
                         with m.Elif((op == OPCODES["FLOW"].code) & ((fslot >= KV_SLOTS) | ~loaded.bit_select(fslot, 1))):
                             fail("opcode")
                         with m.Elif(~all_busy & ((op == OPCODES["FLOWC"].code)
                                                  | (ready.bit_select(fslot, 1) & ~self.ldq_busy))):
                             m.d.comb += [pop.eq(1), self.flow_cmd.eq(1)]
                         with m.Else():
-                            m.d.comb += exec_wait.eq(1)
+                            m.d.comb += exec_wait.eq(~all_busy)  # waiting for its loads
                 with m.Elif(op == OPCODES["LDQ"].code):
                     # the Q buffer is read only by stage A
                     with m.If(~shape_ok):

@@ -725,8 +725,8 @@ def _flow_refusals(config: FuseMaxConfig, s: Shape, cascade: str, binding: str, 
     if s.M > FLOW_MAX_N:
         raise FuseMaxError(
             f"{cascade}: N = {s.M} tokens exceeds {FLOW_MAX_N} = 2^17: the flow engine's running "
-            f"sums KC, QC and ZC are 32-bit registers with 15 fraction bits holding sums of values "
-            f"up to 1.0, so at most 2^17 tokens fit")
+            f"sums KC, QC (34-bit registers, 15 fraction bits) hold sums of values up to 1.0 "
+            f"and its token index is 18 bits, so at most 2^17 tokens fit")
 
 
 def _compile_flow(config: FuseMaxConfig, shape, causal: bool, cascade: str, sched_base: int,

@@ -165,9 +165,17 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             return stop("config", pc, f"{op} on config {config.name}, which has no flow engine "
                         f"(flow_unit)")
         elif op == "FLOWC":
+            if a["clamp"] > nc.score.max_code:
+                return stop("shape", pc, f"FLOWC clamp code {a['clamp']} > {nc.score.max_code}, the "
+                            f"largest score code")
             flow_c2 = a["clamp"]
         elif op in ("LDQ", "LDKV", "TILE", "AV", "FLOW") and not shape_ok:
             return stop("shape", pc, f"{op} before SHAPE")
+        elif op == "FLOW" and (a["q_lane"] + a["count"] > C or a["kv_lane"] + a["count"] > R):
+            ql, kl, count = a["q_lane"], a["kv_lane"], a["count"]
+            return stop("shape", pc, f"FLOW lanes q {ql}..{ql + count - 1}, k/v "
+                        f"{kl}..{kl + count - 1} past the Q buffer ({C} lanes) or the K/V "
+                        f"slot ({R} lanes)")
         elif op == "LDQ":  # load Q, stage p_base for the block's first TILE (or AV)
             qbuf[:E] = read(a["addr"], E)[:, :C]
             p_staged = a["p_base"]
@@ -252,10 +260,6 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             if slots[a["slot"]] is None:
                 raise FuseMaxError(f"FLOW at line {line} reads slot {a['slot']}, never loaded")
             ql, kl, count = a["q_lane"], a["kv_lane"], a["count"]
-            if ql + count > C or kl + count > R:
-                return stop("shape", pc, f"FLOW lanes q {ql}..{ql + count - 1}, k/v "
-                            f"{kl}..{kl + count - 1} past the Q buffer ({C} lanes) or the K/V "
-                            f"slot ({R} lanes)")
             K, V = slots[a["slot"]]
             if a["first"] or flow_state is None:  # (power-up: the state is 0 too)
                 flow_state = FlowState.zeros((), E, F)

@@ -61,7 +61,7 @@ __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
     "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
-    "FLOW_FORMAT", "FLOW_CLAMP", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
+    "FLOW_FORMAT", "FLOW_CLAMP", "flowformer_golden", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
     "flow_quantize", "flow_token_step", "new_flow_counters",
 ]
 
@@ -476,6 +476,25 @@ def new_flow_counters() -> dict[str, int]:
     return {name: 0 for name in FLOW_COUNTERS}
 
 
+def _flow_ops(nc: NumericsConfig, counters: dict[str, int]):
+    """``(div, req)``: the divide (:func:`divide_codes`, its saturations counted under ``role``,
+    divides by zero under ``div_zero``) and the requantize into :data:`FLOW_FORMAT` (counted
+    under ``flow``) of the Flow-Attention models."""
+
+    def div(num, nf, den, df, fmt, role, nw=40, dw=40):
+        r, s, z = divide_codes(num, nf, den, df, fmt, nc, nw, dw)
+        counters[role] += int(np.count_nonzero(s))
+        counters["div_zero"] += int(np.count_nonzero(z))
+        return r
+
+    def req(x, frac, fmt=FLOW_FORMAT):
+        r, s = nm.requantize(x, frac, fmt, nc.rounding)
+        counters["flow"] += int(np.count_nonzero(s))
+        return r
+
+    return div, req
+
+
 def flow_token_step(state: FlowState, xq_t, xk_t, v_t, nu, consts: FlowConsts,
                     counters: dict[str, int]) -> np.ndarray:
     """One token of causal Flow-Attention (the loop body of :func:`flowformer_causal_golden`):
@@ -491,17 +510,7 @@ def flow_token_step(state: FlowState, xq_t, xk_t, v_t, nu, consts: FlowConsts,
     eps_p, eps_f = np.int64(consts.eps_p), np.int64(consts.eps_f)
     c2 = np.int64(consts.c2)
     nu = np.asarray(nu, np.int64)
-
-    def div(num, nf, den, df, fmt, role, nw=40, dw=40):
-        r, s, z = divide_codes(num, nf, den, df, fmt, nc, nw, dw)
-        counters[role] += int(np.count_nonzero(s))
-        counters["div_zero"] += int(np.count_nonzero(z))
-        return r
-
-    def req(x, frac, fmt=FF):
-        r, s = nm.requantize(x, frac, fmt, mode)
-        counters["flow"] += int(np.count_nonzero(s))
-        return r
+    div, req = _flow_ops(nc, counters)
 
     pq, f1 = sigmoid_codes(np.asarray(xq_t, np.int64), nc)
     pk, f2 = sigmoid_codes(np.asarray(xk_t, np.int64), nc)
@@ -534,6 +543,72 @@ def flow_token_step(state: FlowState, xq_t, xk_t, v_t, nu, consts: FlowConsts,
     qkv = req((pq[..., None] * st.KV).sum(-2), ef + FF.frac)
     return div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out, "out",
                nw=FF.width + nc.exp.width + 1, dw=FF.width)
+
+
+def flowformer_golden(q, k, v, config: FuseMaxConfig, clamp: float | None = FLOW_CLAMP,
+                      eps: float = 1e-6) -> VariantGolden:
+    """Non-causal Flow-Attention (``Flow_Attention``; the cascade ``flowformer``), bit-exact,
+    with the operations and formats of :func:`flow_token_step` (no hardware runs it: it needs
+    whole-sequence sums first, docs/variants.md). P and M may differ. ``clamp`` = None for the
+    unclamped variants (TimeSeries). Per (b, h):
+
+    ====  ==========================================================================
+    φ     φq (P, E), φk (M, E) = :func:`sigmoid_codes`
+    KS    KS = Σ_m φk, QS = Σ_p φq (exact)
+    DI    DI[p] = round(Σ_e (φq + ε)(KS + ε) → F), DO[m] likewise; SI = 1 / DI, SO = 1 / DO → F
+    KO    KO = sat(Σ_m round(φk·SO → F)), QI = sat(Σ_p round(φq·SI → F))
+    AL    AL[p] = sigmoid(divide(Σ_e (φq + ε)(KO + ε), round(ln 2·M/P)) in the score format)
+    EC    y[m] = clamp(divide(Σ_e (φk + ε)(QI + ε), ln 2), ±c2); EC = exp2(y − max_m y)
+    CP    CP[m] = divide(M·EC, Σ_m EC) → F  (competition: softmax over M, times M)
+    KV    W = round(φk·CP → F); KV = sat(Σ_m round(W·V → F))  (E x F)
+    AV    AV = divide(round(Σ_e φq·KV → F)·AL, DI) → out  (= AL·(φq·SI)·KV)
+    ====  ==========================================================================
+    """
+    q4, k4, v4 = (np.asarray(x, np.float64) for x in (q, k, v))
+    B, H, P, E, M, F = attention_dims(q4, k4, v4)
+    nc = config.numerics
+    mode = nc.rounding
+    FF = FLOW_FORMAT
+    ef = nc.exp.frac
+    consts = FlowConsts.of(nc, FLOW_CLAMP if clamp is None else clamp, eps)
+    eps_p, eps_f = np.int64(consts.eps_p), np.int64(consts.eps_f)
+    xq, xk, vc, nin = flow_quantize(q4, k4, v4, nc)
+    counters = new_flow_counters()
+    div, req = _flow_ops(nc, counters)
+    pq, f1 = sigmoid_codes(xq, nc)                       # (B, H, P, E)
+    pk, f2 = sigmoid_codes(xk, nc)                       # (B, H, M, E)
+    counters["phi"] += int(np.count_nonzero(f1) + np.count_nonzero(f2))
+    KS, QS = pk.sum(2), pq.sum(2)                        # (B, H, E), exact
+    DI = req(((pq + eps_p) * (KS[:, :, None] + eps_p)).sum(-1), 2 * ef)   # (B, H, P)
+    DO = req(((pk + eps_p) * (QS[:, :, None] + eps_p)).sum(-1), 2 * ef)   # (B, H, M)
+    SI = div(np.ones_like(DI), 0, DI, FF.frac, FF, "flow", nw=24)
+    SO = div(np.ones_like(DO), 0, DO, FF.frac, FF, "flow", nw=24)
+    KO = req(nm.round_shift_to(pk * SO[..., None], ef + FF.frac, FF.frac, mode).sum(2), FF.frac)
+    QI = req(nm.round_shift_to(pq * SI[..., None], ef + FF.frac, FF.frac, mode).sum(2), FF.frac)
+    CK = ((pq + eps_p) * (KO[:, :, None] + eps_f)).sum(-1)   # frac ef + F.frac, exact
+    CSR = ((pk + eps_p) * (QI[:, :, None] + eps_f)).sum(-1)
+    ratio = np.int64((M * consts.ln2 + P // 2) // P)        # ln 2 · M / P, frac ef
+    x_al = div(CK, ef + FF.frac, np.broadcast_to(ratio, CK.shape), ef, nc.score, "score", nw=56)
+    al, f3 = sigmoid_codes(x_al, nc)
+    counters["phi"] += int(np.count_nonzero(f3))
+    y = div(CSR, ef + FF.frac, np.broadcast_to(np.int64(consts.ln2), CSR.shape), ef, nc.score,
+            "score", nw=56)
+    if clamp is not None:
+        y = np.minimum(np.maximum(y, -np.int64(consts.c2)), np.int64(consts.c2))
+    ec = nm.exp2(nm.sub(y, y.max(-1, keepdims=True)), False, nc)   # e^(CS - max CS)
+    ZC = ec.sum(-1, keepdims=True)
+    CP = div(np.int64(M) * ec, ef, np.broadcast_to(ZC, ec.shape), ef, FF, "flow")
+    W = req(nm.round_shift_to(pk * CP[..., None], ef + FF.frac, FF.frac, mode), FF.frac)  # (B,H,M,E)
+    KV = req(nm.round_shift_to(W[..., :, None] * vc[..., None, :], FF.frac + nc.v.frac, FF.frac,
+                               mode).sum(2), FF.frac)                                       # (B,H,E,F)
+    qkv = req((pq[..., :, None] * KV[:, :, None]).sum(-2), ef + FF.frac)                  # (B,H,P,F)
+    out = div(qkv * al[..., None], FF.frac + ef, DI[..., None], FF.frac, nc.out, "out",
+              nw=FF.width + nc.exp.width + 1, dw=FF.width)
+    sat = dict(nin)
+    sat.update({r: counters[r] for r in ("phi", "flow", "score", "out")})
+    check_saturation(nc, sat)
+    return VariantGolden("flowformer", nc.out.to_float(out), out, sat, counters["div_zero"],
+                         config.name, 1.0, 0, 0, {}, {"KO": KO, "QI": QI, "KV": KV})
 
 
 def flow_quantize(q, k, v, numerics: NumericsConfig):
