@@ -67,13 +67,14 @@ from fusemax.hw.arith.divide import Divider, PipelinedDivider, divider_numerics
 from fusemax.hw.arith.exp2 import Exp2
 from fusemax.hw.arith.sigmoid import PipelinedSigmoid, Sigmoid
 from fusemax.hw.formats import FixedFormat, round_shift_hdl
-from fusemax.hw.memport import DIM_W, kv_slot_lines
+from fusemax.hw.memport import DIM_W, buffer_addr_widths, kv_slot_lines
 from fusemax.hw.pe2d import operand_widths
-from fusemax.sw.golden_variants import FLOW_FORMAT, FlowConsts
-from fusemax.sw.schedule import KV_SLOTS, OPCODE_LO, OPCODE_WIDTH, OPCODES
+from fusemax.hw.sequencer import field, opcode_of
+from fusemax.sw.golden_variants import FLOW_FORMAT, FLOW_MAX_N, FlowConsts
+from fusemax.sw.schedule import OPCODES
 
-#: Token index width: the KC/QC sums (frac exp.frac) are exact up to 2^17 tokens.
-NU_W = 18
+#: Token index width: ν = i + 1 up to FLOW_MAX_N (the KC/QC sums are exact up to 2^17 tokens).
+NU_W = FLOW_MAX_N.bit_length()
 #: Width of KC and QC (exact sums of φ <= 1.0 over at most 2^17 tokens, signed).
 KC_W = 34
 
@@ -97,18 +98,12 @@ def flow_memories(config) -> dict[str, tuple[int, int, bool]]:
     }
 
 
-def _field(word, op: str, name: str):
-    lo, width = OPCODES[op].fields[name]
-    return word[lo: lo + width]
-
-
 class FlowEngine(wiring.Component):
     def __init__(self, config):
         self.config = config
         C, R = config.cols, config.rows
         w = operand_widths(config)
-        self.q_addr_width = max(1, (config.max_e - 1).bit_length())
-        self.kv_addr_width = max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length())
+        self.q_addr_width, self.kv_addr_width = buffer_addr_widths(config)
         super().__init__({
             "cmd_valid": In(1), "cmd": In(64), "busy": Out(1),
             "E": In(DIM_W), "F": In(DIM_W),
@@ -176,7 +171,7 @@ class FlowEngine(wiring.Component):
 
         # ---------------- instruction fields and registers ----------------
         c = self.cmd
-        op = c[OPCODE_LO: OPCODE_LO + OPCODE_WIDTH]
+        op = opcode_of(c)
         clamp = Signal(sc.width, name="clamp")
         st_base = Signal(cfg.mem_addr_width, name="st_base")
         slot = Signal(2, name="slot")
@@ -204,7 +199,6 @@ class FlowEngine(wiring.Component):
         acc_a = Signal(signed(acc_w), name="acc_a")
         acc_b = Signal(signed(acc_w), name="acc_b")
         qacc = [Signal(signed(phw + 1 + FF.width + e_bits + 1), name=f"qacc{l}") for l in range(L)]
-        qkv_hold = [Signal(FF.shape(), name=f"qkv{l}") for l in range(L)]
 
         # flags of the phases (f_*), of the φ pipes and of the output divider (which runs
         # while the next token's phases do)
@@ -303,7 +297,6 @@ class FlowEngine(wiring.Component):
         g_run = Signal(name="gather_run")
         g_ready = Signal(2, name="gather_ready")
         g_start = Signal(name="gather_start")
-        g_tok = Signal(10, name="gather_start_tok")
         g_set, g_clr = Signal(2, name="gather_set"), Signal(2, name="gather_clr")
         m.d.sync += g_ready.eq((g_ready & ~g_clr) | g_set)
         lane_qg = Signal(9, name="lane_q_gather")
@@ -322,9 +315,9 @@ class FlowEngine(wiring.Component):
         vline = Signal(range(max(nbf_max, 2)), name="v_line")
         # gather token gn once the back has finished token gn - 2 (the bank's previous token)
         gn = Signal(10, name="gather_next")
-        m.d.comb += [g_start.eq(self.busy & ~g_run & (gn < count) & (gn < t + 2)), g_tok.eq(gn)]
+        m.d.comb += g_start.eq(self.busy & ~g_run & (gn < count) & (gn < t + 2))
         with m.If(g_start):
-            m.d.sync += [g_run.eq(1), gt.eq(g_tok), gn.eq(gn + 1), gath.eq(0), got.eq(0), g_v.eq(0),
+            m.d.sync += [g_run.eq(1), gt.eq(gn), gn.eq(gn + 1), gath.eq(0), got.eq(0), g_v.eq(0),
                          vlane.eq(0), vline.eq(0)]
         with m.Elif(g_run):
             with m.If(gath < E):
@@ -410,20 +403,20 @@ class FlowEngine(wiring.Component):
         with m.FSM(name="flow") as fsm:
             with m.State("IDLE"):
                 with m.If(self.cmd_valid & (op == OPCODES["FLOWC"].code)):
-                    m.d.sync += clamp.eq(_field(c, "FLOWC", "clamp"))
+                    m.d.sync += clamp.eq(field(c, "FLOWC", "clamp"))
                 with m.If(self.cmd_valid & (op == OPCODES["FLOW"].code)):
                     m.d.sync += [
-                        st_base.eq(_field(c, "FLOW", "addr")), slot.eq(_field(c, "FLOW", "slot")),
-                        store.eq(_field(c, "FLOW", "store")), q_lane.eq(_field(c, "FLOW", "q_lane")),
-                        kv_lane.eq(_field(c, "FLOW", "kv_lane")), count.eq(_field(c, "FLOW", "count")),
+                        st_base.eq(field(c, "FLOW", "addr")), slot.eq(field(c, "FLOW", "slot")),
+                        store.eq(field(c, "FLOW", "store")), q_lane.eq(field(c, "FLOW", "q_lane")),
+                        kv_lane.eq(field(c, "FLOW", "kv_lane")), count.eq(field(c, "FLOW", "count")),
                         t.eq(0), gn.eq(0), self.busy.eq(1),
                         # a sequence started by a FLOW without tokens starts at the next token
-                        seq_first.eq(_field(c, "FLOW", "first") | first_pend),
-                        first_pend.eq((_field(c, "FLOW", "first") | first_pend) & (_field(c, "FLOW", "count") == 0)),
+                        seq_first.eq(field(c, "FLOW", "first") | first_pend),
+                        first_pend.eq((field(c, "FLOW", "first") | first_pend) & (field(c, "FLOW", "count") == 0)),
                     ]
-                    with m.If(_field(c, "FLOW", "first")):
+                    with m.If(field(c, "FLOW", "first")):
                         m.d.sync += [i.eq(0), i_f.eq(0)]
-                    with m.If(_field(c, "FLOW", "count") == 0):
+                    with m.If(field(c, "FLOW", "count") == 0):
                         m.next = "FINISH"
                     with m.Else():
                         m.d.comb += [flow_go.eq(1), g_clr.eq(3)]
@@ -558,8 +551,6 @@ class FlowEngine(wiring.Component):
                         m.d.sync += [st_ok.eq(0), self.busy.eq(0)]
                         m.next = "IDLE"
         m.d.comb += [in_b.eq(fsm.ongoing("PASS_B")), in_kv.eq(fsm.ongoing("KV"))]
-        self.front_encoding = dict(ffsm.encoding)
-        self.fsm_encoding = dict(fsm.encoding)
         return m
 
 

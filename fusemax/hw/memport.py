@@ -41,14 +41,19 @@ def kv_slot_lines(config) -> int:
     return config.max_e + config.max_f
 
 
+def buffer_addr_widths(config) -> tuple[int, int]:
+    """Address widths of the Q buffer (max_e lines) and of the K/V buffer (its three slots)."""
+    return (max(1, (config.max_e - 1).bit_length()),
+            max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length()))
+
+
 class MemPort(wiring.Component):
     def __init__(self, config):
         self.config = config
         aw = config.mem_addr_width
         lb = config.mem_line_bits
         self.tag_depth = max(8, config.mem_latency + 4)
-        self.q_addr_width = max(1, (config.max_e - 1).bit_length())
-        self.kv_addr_width = max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length())
+        self.q_addr_width, self.kv_addr_width = buffer_addr_widths(config)
         self.insns_per_line = insns_per_line(config.mem_lanes)
         super().__init__({
             "mem_req_valid": Out(1), "mem_req_ready": In(1), "mem_req_we": Out(1),

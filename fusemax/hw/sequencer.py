@@ -70,7 +70,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.array2d import MASK_W
-from fusemax.hw.memport import DIM_W, kv_slot_lines
+from fusemax.hw.memport import DIM_W, buffer_addr_widths, kv_slot_lines
 from fusemax.sw.schedule import KV_SLOTS, OPCODE_LO, OPCODE_WIDTH, OPCODES, VERSION, config_tag
 
 #: Error flag bits (docs/architecture.md section 6).
@@ -110,8 +110,7 @@ class Sequencer(wiring.Component):
     def __init__(self, config):
         self.config = config
         aw = config.mem_addr_width
-        self.q_addr_width = max(1, (config.max_e - 1).bit_length())
-        self.kv_addr_width = max(1, (KV_SLOTS * kv_slot_lines(config) - 1).bit_length())
+        self.q_addr_width, self.kv_addr_width = buffer_addr_widths(config)
         fw = max(1, (config.max_f - 1).bit_length())
         sig = {
             "start": In(1), "sched_base": In(aw),

@@ -58,6 +58,7 @@ from fusemax.config import FuseMaxConfig
 from fusemax.errors import FuseMaxError
 from fusemax.sw.attention_io import attention_dims, parse_dims
 from fusemax.sw import schedule as sf
+from fusemax.sw.golden_variants import FLOW_CLAMP, FLOW_MAX_N, flow_clamp_code, flow_quantize
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_SWEEPS",
            "CASCADE_MODES", "FLOW_CASCADES", "FLOW_MAX_N", "flow_segments", "parse_shape",
@@ -75,10 +76,6 @@ KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2, "sigmoid-norm": 1, "sig
 
 #: Cascades that run on the flow engine (``FLOWC``, ``FLOW``; ``config.flow_unit``), not as tiles.
 FLOW_CASCADES = ("flowformer-causal",)
-
-#: Keys per sequence the flow engine takes: KC, QC and ZC are 32-bit sums of values <= 1.0 with
-#: 15 fraction bits, so at most 2^17 of them fit.
-FLOW_MAX_N = 1 << 17
 
 #: Cascades the hardware runs (:func:`check_cascade_mappable` gives the reason for the others).
 SUPPORTED_CASCADES = tuple(KV_SWEEPS)
@@ -743,16 +740,11 @@ def _compile_flow(config: FuseMaxConfig, shape, causal: bool, cascade: str, sche
     count``. The layout is the standard one (Q blocks of cols queries, K/V chunks of rows keys,
     output blocks of F lines). The causal flag is not used (no CAUSAL instruction: the cascade
     is causal by construction), so either value is accepted."""
-    from fusemax.sw.golden_variants import FLOW_CLAMP, flow_clamp_code
-
     s = Shape.of(shape)
     _flow_refusals(config, s, cascade, binding, pattern)
     _check_fits(config, s)
     c = FLOW_CLAMP if clamp is None else clamp
-    c2 = flow_clamp_code(c, config.numerics)
-    clamp_bits = sf.OPCODES["FLOWC"].fields["clamp"][1]
-    if c2 >= 1 << clamp_bits:
-        raise FuseMaxError(f"clamp code {c2} does not fit FLOWC's {clamp_bits}-bit field")
+    c2 = flow_clamp_code(c, config.numerics)  # <= score.max_code < 2^15: fits FLOWC's field
     rows, cols = config.rows, config.cols
     N = s.M
     P2, M1 = -(-N // cols), -(-N // rows)
@@ -956,8 +948,6 @@ def compile_attention(config: FuseMaxConfig, q, k, v, scale: float | None = None
     sched = compile_schedule(config, shape, causal=causal, cascade=cascade, binding=binding,
                              pattern=pattern, clamp=clamp)
     if sched.is_flow:
-        from fusemax.sw.golden_variants import flow_quantize
-
         if scale is not None and scale != 1.0:
             raise FuseMaxError(f"{sched.cascade} has no score scale (Flowformer has no 1/sqrt(E)); "
                                f"got scale = {scale}")

@@ -115,6 +115,15 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
         res.lines_read += count
         return signed[addr:addr + count].astype(np.int64)
 
+    def store(op: str, at: int, addr: int, codes) -> None:
+        """Write the (F, C) output codes as F lines at ``addr`` (lanes >= C zero)."""
+        if addr + F > n_lines:
+            raise FuseMaxError(f"{op} at line {at} writes [{addr}, {addr + F}) past the image")
+        out = np.zeros((F, lanes), np.uint16)
+        out[:, :C] = (np.asarray(codes) & 0xFFFF).astype(np.uint16)
+        img[addr:addr + F] = out
+        res.lines_written += F
+
     def stop(bit: str, pc: int, why: str) -> ExecResult:  # pc: instruction index
         res.error |= 1 << _BIT[bit]
         res.stopped_at, res.stop_reason = pc // per_line, why
@@ -243,19 +252,13 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RNV[:, :F] = rnv_new
             res.tiles += 1
         elif op == "AV":
-            addr = a["addr"]
-            if addr + F > n_lines:
-                raise FuseMaxError(f"AV at line {line} writes [{addr}, {addr + F}) past the image")
             # (the normalised sigmoid's epsilon is 0 in RD codes on a design with the unit)
             den = np.full(C, one_rd) if nonorm else RD
             av, s_out, dz = nm.divide(RNV[:, :F], den[:, None], nc)
             real = (p_base + np.arange(C)) < P
             flag("out_saturated", s_out & real[:, None])
             flag("div_by_zero", dz & real[:, None])
-            line = np.zeros((F, lanes), np.uint16)
-            line[:, :C] = (av.T & 0xFFFF).astype(np.uint16)
-            img[addr:addr + F] = line
-            res.lines_written += F
+            store("AV", line, a["addr"], av.T)
         elif op == "FLOW":
             if slots[a["slot"]] is None:
                 raise FuseMaxError(f"FLOW at line {line} reads slot {a['slot']}, never loaded")
@@ -282,13 +285,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             flag("out_saturated", counters["out"])
             flag("div_by_zero", counters["div_zero"])
             if a["store"]:
-                addr = a["addr"]
-                if addr + F > n_lines:
-                    raise FuseMaxError(f"FLOW at line {line} writes [{addr}, {addr + F}) past the image")
-                out = np.zeros((F, lanes), np.uint16)
-                out[:, :C] = (obuf[:F] & 0xFFFF).astype(np.uint16)
-                img[addr:addr + F] = out
-                res.lines_written += F
+                store("FLOW", line, a["addr"], obuf[:F])
         elif op == "END":
             return res
         pc += 1

@@ -61,7 +61,7 @@ __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
     "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
-    "FLOW_FORMAT", "FLOW_CLAMP", "flowformer_golden", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
+    "FLOW_FORMAT", "FLOW_CLAMP", "FLOW_MAX_N", "flowformer_golden", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
     "flow_quantize", "flow_token_step", "new_flow_counters",
 ]
 
@@ -77,6 +77,9 @@ ENTROPY_FORMAT = FixedFormat(16, 11)
 ENTROPY_BITS_FORMAT = FixedFormat(32, LOG2_FRAC)
 #: 1D state format of the causal Flow-Attention model (SI, SO, KO, QI, CP, KV, DI, DO, QKV).
 FLOW_FORMAT = FixedFormat(32, 16)
+#: Most tokens of one causal Flow-Attention sequence: the flow engine's KC, QC sums (34 bits,
+#: frac exp.frac) of φ <= 1.0 and its token index hold 2^17.
+FLOW_MAX_N = 1 << 17
 #: Clamp bound of the conserved source (Flow_Attention.py).
 FLOW_CLAMP = 1.0
 

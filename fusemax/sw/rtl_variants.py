@@ -73,9 +73,10 @@ RTL_VARIANTS = {
                          "per-token recurrence, token by token",
 }
 
-#: The clamp bounds of causal Flow-Attention with a float64 reference
-#: (:data:`fusemax.sw.variants.FLOW_VARIANTS`): clamp -> variant.
-FLOW_CLAMPS = {1.0: "core", 5.0: "nlp", 10.0: "rl"}
+#: The clamp bounds of causal Flow-Attention with a float64 reference: clamp -> variant (the
+#: causal ones of :data:`fusemax.sw.variants.FLOW_VARIANTS`: core 1, NLP 5, RL 10).
+FLOW_CLAMPS = {spec["clamp"]: name for name, spec in V.FLOW_VARIANTS.items()
+               if spec["causal"] is not False}
 
 #: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
 NOT_ON_RTL = {
