@@ -22,6 +22,8 @@ name               rows    cols    numerics
 ``small-sigmoid``  8       8       sigmoid attention cascades
 ``tiny-flow``      4       4       ``fx16``, with the Flow-Attention engine (``flow_unit``) for
 ``small-flow``     8       8       the causal Flowformer cascade
+``tiny-entropy``   4       4       ``fx16``, with the entropy output (``entropy_unit``) for
+``small-entropy``  8       8       the attention-entropy cascade
 =================  ======  ======  ==========================================================
 
 The numerics are documented in ``docs/numerics.md``.
@@ -328,6 +330,14 @@ class FuseMaxConfig:
     #: words as wide as the score format (the host stores x·log2(e) in score codes); off by
     #: default.
     flow_unit: bool = False
+    #: Add the entropy output for the ``attention-entropy`` cascade (schedule ``MODE
+    #: entropy=1``): a second score register per 2D PE and one more MAC step per tile
+    #: (RT += SLN·BQK, F + 1 cycles of SLNV), an RT entry in each 1D PE's register file, and
+    #: one entropy finisher (``fusemax.hw.entropy.EntropyUnit``: log2, multiplier, divider)
+    #: that computes H per query at the end of a block and stores it as line F of the
+    #: block's output (docs/variants.md); +15,431 cells on ``tiny`` (+7.6 %;
+    #: docs/synthesis.md); off by default.
+    entropy_unit: bool = False
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -349,6 +359,8 @@ class FuseMaxConfig:
                 f"config sigmoid_unit with numerics.rd {self.numerics.rd.describe()}: the normalised "
                 f"sigmoid's epsilon 1e-8 is {self.numerics.sigmoid_eps_code} RD codes, and the 1D PE "
                 f"divides by RD alone (exact for rd.frac < 26)")
+        if not isinstance(self.entropy_unit, bool):
+            raise FuseMaxError(f"config entropy_unit must be true or false, got {self.entropy_unit!r}")
         if not isinstance(self.flow_unit, bool):
             raise FuseMaxError(f"config flow_unit must be true or false, got {self.flow_unit!r}")
         if self.flow_unit:
@@ -373,7 +385,7 @@ class FuseMaxConfig:
                 raise FuseMaxError(f"numerics.{role} is {width} bits; memory words are 16 bits, "
                                    f"so inputs and outputs must be at most 16 bits wide")
         n = self.numerics
-        if n.exp.width + n.v.width + 1 + self.row_bits > 62:
+        if n.exp.width + self.slnv_operand_width + 1 + self.row_bits > 62:
             raise FuseMaxError("SLNV column sum too wide for the int64 model; narrow exp/v or rows")
 
     # ---- derived widths of the column reductions ------------------------------------
@@ -388,10 +400,18 @@ class FuseMaxConfig:
         return self.numerics.exp.width + 1 + self.row_bits
 
     @property
-    def slnv_width(self) -> int:
-        """SLNV = exact sum over m0 of SLN * V (signed, frac exp.frac + v.frac)."""
+    def slnv_operand_width(self) -> int:
+        """Bits of the second MAC operand of the SLNV step: V, and with ``entropy_unit`` also
+        the score (the RT step multiplies SLN by BQK)."""
         n = self.numerics
-        return n.exp.width + 1 + n.v.width + self.row_bits
+        return max(n.v.width, n.score.width) if self.entropy_unit else n.v.width
+
+    @property
+    def slnv_width(self) -> int:
+        """SLNV = exact sum over m0 of SLN * V (signed, frac exp.frac + v.frac); with
+        ``entropy_unit`` it also carries SLNQ = sum of SLN * BQK (frac exp.frac + score.frac)."""
+        n = self.numerics
+        return n.exp.width + 1 + self.slnv_operand_width + self.row_bits
 
     @property
     def mem_lanes(self) -> int:
@@ -471,6 +491,7 @@ def _build_presets() -> dict[str, FuseMaxConfig]:
     for size in ("tiny", "small"):
         out[f"{size}-sigmoid"] = out[size].replace(name=f"{size}-sigmoid", sigmoid_unit=True)
         out[f"{size}-flow"] = out[size].replace(name=f"{size}-flow", flow_unit=True)
+        out[f"{size}-entropy"] = out[size].replace(name=f"{size}-entropy", entropy_unit=True)
     return out
 
 

@@ -106,9 +106,14 @@ def rows():
     ka[:, :, 0] += 10 * u
     ka[:, :, 9] += 8 * u
     act = V.act_calibration(qa, ka, va)
+    act_g = G.act_golden(qa, ka, va, cfg)
+    sinks = [list(map(int, s)) for s in act["sinks"][0]]
+    same = sinks == [list(map(int, np.nonzero(s)[0])) for s in act_g.extra["S"][0]]
     add("ACT calibration", "act-calibration", act["out"],
         cascade("act-calibration", {"Q": qa, "K": ka, "V": va}),
-        None, f"sink keys found: {[list(map(int, s)) for s in act['sinks'][0]]} (a sink planted at 0, 9)")
+        {"fx16": golden_row(act_g, act["out"])},
+        f"sink keys found: {sinks} (a sink planted at 0, 9); the golden's: "
+        f"{'the same' if same else 'DIFFERENT'}")
     ref = V.flow_attention(q, k, v)
     add("Flowformer, non-causal", "flowformer", ref, cascade("flowformer", base),
         {"fx16": golden_row(G.flowformer_golden(q, k, v, cfg), ref)})

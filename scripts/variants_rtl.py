@@ -10,10 +10,12 @@ Reference shape: B = 1, H = 1, P = M = N = 256, E = F = 16, standard-normal inpu
 vectors standard normal (seed 1), sliding window W = 64, routing 4 clusters of 64 (k-means
 centroids from ``kmeans_init_means``, seed 0), the `small` preset (8 x 8, fx16; for the sigmoid
 cascades `small-sigmoid`, with the sigmoid unit; for causal Flow-Attention `small-flow`, with the
-flow engine), the native harness (``simulate(...,
-mode="native")``). Every run is checked bit for bit against its golden
-(``bit-exact``); the error is the mechanism's output (routing: scattered back) against the
-float64 reference of fusemax/sw/variants.py (RMS relative to the reference's RMS, and max abs).
+flow engine; for attention with its entropy `small-entropy`, with the entropy output), the native
+harness (``simulate(..., mode="native")``). Every run is checked bit for bit against its golden
+(``bit-exact``; for attention-entropy the output O and the entropy H); the error is the
+mechanism's output (routing: scattered back) against the float64 reference of
+fusemax/sw/variants.py (RMS relative to the reference's RMS, and max abs), for the entropy H
+also H against the exact entropy (``attention_entropy(eps=0)``, nats).
 "cycles vs dense" divides by the dense (non-causal) attention on N x N.
 """
 
@@ -42,7 +44,7 @@ from fusemax.sw.rtl_variants import NOT_ON_RTL  # noqa: E402
 
 
 #: Names of the mechanisms that do not run on the RTL (as in docs/variants.md).
-LABELS = {"attention-entropy": "entropy H (extra output)", "act-calibration": "ACT calibration",
+LABELS = {"act-calibration": "ACT calibration",
           "flowformer": "Flowformer, non-causal", "flowformer-causal": "Flowformer, causal"}
 
 
@@ -72,6 +74,7 @@ def runs(args) -> list[dict]:
          {"clusters": args.clusters}, None),
         ("sigmoid, no norm (causal)", "sigmoid-nonorm", {"causal": True}, None),
         ("sigmoid, normalised (causal)", "sigmoid-norm", {"causal": True}, None),
+        ("attention + entropy H (causal)", "attention-entropy", {"causal": True}, None),
         ("Flowformer, causal (clamp 1)", "flowformer-causal", {}, None),
     ]
     # the sigmoid cascades need the sigmoid unit (small -> the small-sigmoid preset's design);
@@ -80,7 +83,9 @@ def runs(args) -> list[dict]:
     wide = replace(scfg.numerics, out=FixedFormat(16, scfg.numerics.out.frac - 4))
     # causal Flow-Attention runs on the flow engine (small -> the small-flow preset's design)
     fcfg = cfg if cfg.flow_unit else cfg.replace(name=f"{cfg.name}-flow", flow_unit=True)
-    configs = {"flowformer-causal": fcfg, "sigmoid-norm": scfg,
+    # the entropy H runs on the entropy output (small -> the small-entropy preset's design)
+    ecfg = cfg if cfg.entropy_unit else cfg.replace(name=f"{cfg.name}-entropy", entropy_unit=True)
+    configs = {"flowformer-causal": fcfg, "attention-entropy": ecfg, "sigmoid-norm": scfg,
                "sigmoid-nonorm": scfg.replace(name=f"{scfg.name}-{wide.out.describe().split()[0]}",
                                               numerics=wide)}
     out = []
@@ -106,6 +111,11 @@ def runs(args) -> list[dict]:
             "error_rel_rms": err["rel_rms"], "error_max_abs": err["max_abs"],
             "wall_sim_s": r["wall_s"]["sim"],
         })
+        if "entropy" in r:  # the entropy H against the exact entropy (nats)
+            h = r["entropy"]["error"]
+            out[-1].update({"entropy_bit_exact": r["entropy"]["bit_exact"],
+                            "error_h_rel_rms": h["rel_rms"], "error_h_max_abs": h["max_abs"],
+                            "util_entropy": r["utilization"].get("entropy")})
     dense = out[0]["cycles"]
     for row in out:
         row["cycles_vs_dense"] = row["cycles"] / dense
@@ -152,8 +162,10 @@ def main() -> int:
               + f" | {r['cycles_vs_dense']:.3f} | "
               + (f"— (no tiles: {args.n} tokens) | " if r.get("util_flow") else
                  f"{r['tiles_run']} / {r['tiles_total']} | ")
-              + f"{r['error_rel_rms']:.2g}, "
-              f"{r['error_max_abs']:.2g} |")
+              + ("O " if "error_h_rel_rms" in r else "")
+              + f"{r['error_rel_rms']:.2g}, {r['error_max_abs']:.2g}"
+              + (f"; H {r['error_h_rel_rms']:.2g}, {r['error_h_max_abs']:.2g} nats"
+                 if "error_h_rel_rms" in r else "") + " |")
     print()
     for r in rows:
         if "prepend_vs_state" in r:

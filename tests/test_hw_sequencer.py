@@ -1,6 +1,6 @@
 """The sequencer (through FuseMaxTop in the Amaranth simulator) on hand-built schedules:
 header/config check, shape limits, unknown opcodes, a TILE on a never-loaded slot, MODE on a
-design without the sigmoid unit, FLOWC/FLOW on a design without the flow engine; every
+design without the sigmoid unit (or the entropy unit), MODE entropy with sigmoid, FLOWC/FLOW on a design without the flow engine; every
 error stops the run with ``done`` and exactly one sticky flag, and the next ``start``
 clears flags and counters. All schedules run back to back in one simulation."""
 
@@ -36,6 +36,7 @@ CASES = [
     ("mode-off", [HDR, SHAPE, encode("MODE"), END], None, 4),
     ("mode-sigmoid", [HDR, SHAPE, encode("MODE", sigmoid=1), END], "config", 3),
     ("mode-nonorm", [HDR, SHAPE, encode("MODE", nonorm=1), END], "config", 3),
+    ("mode-entropy", [HDR, SHAPE, encode("MODE", entropy=1), END], "config", 3),
     # a design without the flow engine: FLOWC and FLOW are config errors
     ("flowc", [HDR, SHAPE, encode("FLOWC", clamp=100), END], "config", 3),
     ("flow", [HDR, SHAPE, encode("FLOW", count=1), END], "config", 3),
@@ -46,15 +47,32 @@ CASES = [
 
 
 def test_schedules_back_to_back():
+    run_cases(CFG, CASES)
+
+
+def test_mode_bits_on_a_design_with_both_units():
+    """Sigmoid and entropy units: each MODE alone runs, entropy with sigmoid or nonorm is a
+    config error (the entropy of sigmoid scores is not defined)."""
+    cfg = preset("tiny").replace(name="tiny-both", sigmoid_unit=True, entropy_unit=True)
+    hdr = encode("HDR", version=VERSION, tag=config_tag(cfg.digest()))
+    run_cases(cfg, [
+        ("entropy", [hdr, SHAPE, encode("MODE", entropy=1), END], None, 4),
+        ("sigmoid", [hdr, SHAPE, encode("MODE", sigmoid=1, nonorm=1), END], None, 4),
+        ("entropy-sigmoid", [hdr, SHAPE, encode("MODE", entropy=1, sigmoid=1), END], "config", 3),
+        ("entropy-nonorm", [hdr, SHAPE, encode("MODE", entropy=1, nonorm=1), END], "config", 3),
+    ], hdr)
+
+
+def run_cases(cfg, cases, hdr=HDR):
     stride = 16
-    img = np.zeros((stride * len(CASES), CFG.mem_lanes), np.uint16)
-    for n, (_, words, _, _) in enumerate(CASES):
-        words = words + [HDR] * (stride - len(words))  # nothing after a failure may run
+    img = np.zeros((stride * len(cases), cfg.mem_lanes), np.uint16)
+    for n, (_, words, _, _) in enumerate(cases):
+        words = words + [hdr] * (stride - len(words))  # nothing after a failure may run
         for i, w in enumerate(words):
             for lane in range(4):
                 img[n * stride + i, lane] = (w >> (16 * lane)) & 0xFFFF
-    results = pysim_session(CFG, img, [n * stride for n in range(len(CASES))], max_cycles=2000)
-    for (name, _, bit, n_insn), res in zip(CASES, results):
+    results = pysim_session(cfg, img, [n * stride for n in range(len(cases))], max_cycles=2000)
+    for (name, _, bit, n_insn), res in zip(cases, results):
         want = 0 if bit is None else 1 << ERROR_BITS[bit]
         assert res["error"] == want, name
         assert res["counters"]["instructions"] == n_insn, name

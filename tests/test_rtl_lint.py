@@ -1,4 +1,5 @@
-"""``verilator --lint-only -Wall`` on the generated Verilog of ``tiny`` and ``rect``.
+"""``verilator --lint-only -Wall`` on the generated Verilog of ``tiny``, ``rect``, ``tiny-flow`` and
+``tiny-entropy``.
 
 Waivers (local to this test, in a Verilator control file written next to the Verilog). All
 of them are artefacts of how Amaranth/Yosys writes Verilog, not design problems; the same list
@@ -36,7 +37,7 @@ WAIVED = ("WIDTHEXPAND", "WIDTHTRUNC", "UNUSEDSIGNAL", "PROCASSINIT", "DECLFILEN
 pytestmark = pytest.mark.verilator
 
 
-@pytest.mark.parametrize("name", ["tiny", "rect", "tiny-flow"])
+@pytest.mark.parametrize("name", ["tiny", "rect", "tiny-flow", "tiny-entropy"])
 def test_lint_wall_clean(name, tmp_path):
     from fusemax.sim.toolchain import find_verilator, verilator_env
 

@@ -3,7 +3,8 @@
 Inputs come from the 2D array's tree roots (``lm``, ``sld``, ``slnv``); ``rm_new`` goes back
 up the columns. Controls are broadcast to every lane; ``lane_ok[c]`` = (p_base + c < P) masks
 the flags of padding lanes, ``av_lane_ok[c]`` = (av_p_base + c < P) the divider's flags (the
-block whose AV runs). ``exp_done``/``div_done`` and the flag outputs are ORs over the lanes
+block whose AV runs). With ``entropy_unit``, ``rt_sel`` goes to every lane and each lane's RM
+and RD come out (``rm``, ``rd``) for the entropy finisher. ``exp_done``/``div_done`` and the flag outputs are ORs over the lanes
 (all lanes run in lock step).
 """
 
@@ -14,7 +15,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.array2d import MASK_W
-from fusemax.hw.pe1d import PE1D, rf_width
+from fusemax.hw.pe1d import PE1D, rf_addr_width, rf_width
 
 
 class Array1D(wiring.Component):
@@ -22,8 +23,11 @@ class Array1D(wiring.Component):
         self.config = config
         nc = config.numerics
         C = config.cols
-        fw = max(1, (config.max_f - 1).bit_length())
+        fw = rf_addr_width(config)
         sig = {"sig_mode": In(1), "nonorm": In(1), "sln_done": In(1)} if config.sigmoid_unit else {}
+        if config.entropy_unit:  # RT's round shift; the final RM and RD for the entropy finisher
+            sig.update({"rt_sel": In(1), "rm": Out(data.ArrayLayout(nc.score.shape(), C)),
+                        "rd": Out(data.ArrayLayout(nc.rd.shape(), C))})
         super().__init__({**sig,
             "lm": In(data.ArrayLayout(nc.score.shape(), C)),
             "lm_valid": In(C),
@@ -63,6 +67,8 @@ class Array1D(wiring.Component):
             if self.config.sigmoid_unit:
                 m.d.comb += [pe.sig_mode.eq(self.sig_mode), pe.nonorm.eq(self.nonorm),
                              pe.sln_done.eq(self.sln_done)]
+            if self.config.entropy_unit:
+                m.d.comb += [pe.rt_sel.eq(self.rt_sel), self.rm[c].eq(pe.rm), self.rd[c].eq(pe.rd)]
             for k in flags:
                 flags[k].append(getattr(pe, k))
         m.d.comb += [getattr(self, k).eq(Cat(*v).any()) for k, v in flags.items()]

@@ -10,7 +10,8 @@
 * **Trees** (per column, over r; each root is a register, latency 1):
   ``lm``: MaxValid tree of (score, valid) -> LM, LM.valid;
   ``sld``: exact sum of SLN (``config.sld_width`` bits);
-  ``slnv``: exact sum of the MAC products SLN·V[f] (``config.slnv_width`` bits).
+  ``slnv``: exact sum of the MAC products SLN·V[f] (``config.slnv_width`` bits; with
+  ``entropy_unit`` also SLNQ = Σ SLN·BQK in the RT step, ``mac_ent``).
   The sums are exact, so the tree's shape does not matter (docs/numerics.md).
 
 Controls (``mac_*``, ``score_en``, ``exp_start``) are broadcast to every PE.
@@ -45,6 +46,8 @@ class Array2D(wiring.Component):
         w = operand_widths(config)
         self.widths = w
         sig = {"sig_mode": In(1), "sig_done": Out(1)} if config.sigmoid_unit else {}
+        if config.entropy_unit:
+            sig["mac_ent"] = In(1)
         super().__init__({**sig,
             "q_line": In(data.ArrayLayout(signed(w["q"]), C)),
             "kv_line": In(data.ArrayLayout(signed(w["kv"]), R)),
@@ -113,6 +116,8 @@ class Array2D(wiring.Component):
                 ]
                 if cfg.sigmoid_unit:
                     m.d.comb += pe.sig_mode.eq(self.sig_mode)
+                if cfg.entropy_unit:
+                    m.d.comb += pe.mac_ent.eq(self.mac_ent)
                 sats.append(pe.score_sat)
         m.d.comb += self.score_sat.eq(Cat(*sats).any())
         if cfg.sigmoid_unit:  # every PE's sigmoid starts together and takes as long

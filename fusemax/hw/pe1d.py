@@ -34,6 +34,12 @@ Flag outputs are pulses already masked with ``lane_ok`` (query p < P); the divid
 (``out_sat``, ``dz``) with ``av_lane_ok``, the lane's validity for the block whose AV runs
 (the next block's tiles may already have changed ``lane_ok``).
 
+With ``entropy_unit`` (``MODE entropy``): the register file has one more entry, RT (entry F),
+updated by the tile's last SLNV step like RNV[f] (SPT = RT·PRM; RT = sat(rs(SLNQ) + SPT)) but
+with SLNQ = Σ SLN·BQK's own round shift (``rt_sel``: exp.frac + score.frac -> rnv.frac);
+its saturation is ``rnv_sat``. AV reads it once after the divides (the entropy finisher takes
+it with RM and RD).
+
 With ``sigmoid_unit`` (sigmoid attention, ``MODE``): ``sig_mode`` makes PRM 0 for a block's
 first tile and 1.0 after it (no max: RD and RNV are plain sums), taken at the exps' start
 (RM.valid before the commit, ``prm_zero``) and applied at ``sln_done`` (the 2D sigmoids' done,
@@ -60,13 +66,25 @@ def rf_width(config) -> int:
     return max(config.numerics.rnv.width, config.numerics.out.width)
 
 
+def rf_depth(config) -> int:
+    """Entries of the RNV register file: RNV[f] for f < max_f, and with ``entropy_unit`` the
+    entropy accumulator RT (entry F of the running F)."""
+    return config.max_f + int(config.entropy_unit)
+
+
+def rf_addr_width(config) -> int:
+    """Bits of a register-file address (the sequencer's RNV counters use the same width)."""
+    return max(1, (rf_depth(config) - 1).bit_length())
+
+
 class PE1D(wiring.Component):
     def __init__(self, config):
         self.config = config
         nc = config.numerics
-        fw = max(1, (config.max_f - 1).bit_length())
-        self.rf_addr_width = fw
+        fw = rf_addr_width(config)
         sig = {"sig_mode": In(1), "nonorm": In(1), "sln_done": In(1)} if config.sigmoid_unit else {}
+        if config.entropy_unit:
+            sig["rt_sel"] = In(1)
         super().__init__({**sig,
             "lm": In(nc.score.shape()), "lm_valid": In(1),
             "sld": In(signed(config.sld_width)),
@@ -104,7 +122,7 @@ class PE1D(wiring.Component):
         m.submodules.rsd = rsd = Rescale(nc.rd, nc.exp, mode)
         m.submodules.rsn = rsn = Rescale(nc.rnv, nc.exp, mode)
         m.submodules.div = div = PipelinedDivider(nc)
-        m.submodules.rnv_rf = rf = Memory(shape=signed(rf_width(cfg)), depth=cfg.max_f, init=[])
+        m.submodules.rnv_rf = rf = Memory(shape=signed(rf_width(cfg)), depth=rf_depth(cfg), init=[])
         rport = rf.read_port()
         wport = rf.write_port()
 
@@ -168,6 +186,10 @@ class PE1D(wiring.Component):
         # RNV[f] = sat(round_shift(SLNV, exp.frac + v.frac -> rnv.frac) + RNV[f]·PRM)
         m.d.comb += [rport.addr.eq(self.rf_raddr), self.rf_rdata.eq(rport.data)]
         slnv_r = round_shift_hdl(self.slnv, nc.exp.frac + nc.v.frac - nc.rnv.frac, mode)
+        if cfg.entropy_unit:
+            # the RT step: SLNQ = sum of SLN·BQK has frac exp.frac + score.frac
+            slnq_r = round_shift_hdl(self.slnv, nc.exp.frac + nc.score.frac - nc.rnv.frac, mode)
+            slnv_r = Mux(self.rt_sel, slnq_r, slnv_r)
         m.d.comb += [rsn.x.eq(rport.data), rsn.c.eq(prm)]
         rnv_sum = Signal(signed(max(len(slnv_r), nc.rnv.width) + 1), name="rnv_sum")
         m.d.comb += rnv_sum.eq(slnv_r + rsn.y)

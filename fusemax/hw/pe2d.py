@@ -17,7 +17,9 @@ part        component                              used by
 ==========  =====================================  ============================================
 
 Registers of its own: ``score`` (the tile's BQK in the score format) and ``valid`` (the
-(key, query) pair is unmasked). The MAC is shared by BQK and SLNV (operand ``a`` is muxed by
+(key, query) pair is unmasked); with ``entropy_unit`` two more score registers carry the BQK
+of the SLN being used (``score_exp`` at the exp's start, ``score_sln`` at its done), for the
+RT step (``mac_ent``: ``b = score_sln``, SLN·BQK on the MAC after the F SLNV steps). The MAC is shared by BQK and SLNV (operand ``a`` is muxed by
 ``mac_sel``); the K and V values arrive on the same row bus ``kv`` (they live in the same
 K/V buffer). The column reductions (LM, SLD, SLNV) are in :mod:`fusemax.hw.array2d`.
 
@@ -65,9 +67,11 @@ def operand_widths(config) -> dict[str, int]:
             raise FuseMaxError(f"numerics.{role} must be signed for the RTL (memory words are sign-extended)")
     kvw = max(nc.k.width, nc.v.width)
     aw = max(_sw(nc.q), _sw(nc.exp))
-    prod_w = _sw(nc.exp) + nc.v.width  # SLN * V exactly
+    # operand b: K, V, and with entropy_unit the score (SLN·BQK)
+    bw = max(kvw, nc.score.width) if config.entropy_unit else kvw
+    prod_w = _sw(nc.exp) + config.slnv_operand_width  # SLN * V (and SLN * BQK) exactly
     acc_w = max(nc.qk_acc_width, prod_w)
-    return {"q": nc.q.width, "kv": kvw, "a": aw, "prod": prod_w, "acc": acc_w}
+    return {"q": nc.q.width, "kv": kvw, "a": aw, "b": bw, "prod": prod_w, "acc": acc_w}
 
 
 class PE2D(wiring.Component):
@@ -77,6 +81,8 @@ class PE2D(wiring.Component):
         w = operand_widths(config)
         self.widths = w
         sig = {"sig_mode": In(1), "sig_done": Out(1)} if config.sigmoid_unit else {}
+        if config.entropy_unit:
+            sig["mac_ent"] = In(1)
         super().__init__({**sig,
             "q": In(signed(w["q"])),
             "kv": In(signed(w["kv"])),
@@ -102,7 +108,7 @@ class PE2D(wiring.Component):
         nc = cfg.numerics
         w = self.widths
 
-        m.submodules.mac = mac = Mac(signed(w["a"]), signed(w["kv"]), w["acc"])
+        m.submodules.mac = mac = Mac(signed(w["a"]), signed(w["b"]), w["acc"])
         m.submodules.rq = rq = Requant(signed(w["acc"]), nc.qk_frac, nc.score, nc.rounding)
         m.submodules.sub = sub = Sub(nc.score.shape(), nc.score.shape())
         m.submodules.exp = exp = Exp2(nc)
@@ -113,7 +119,6 @@ class PE2D(wiring.Component):
         # MAC: BQK (Q' x K, accumulate) or SLNV (SLN x V, one product).
         m.d.comb += [
             mac.a.eq(Mux(self.mac_sel, sln, self.q)),
-            mac.b.eq(self.kv),
             mac.c.eq(0),
             mac.load_c.eq(self.mac_first),
             mac.en.eq(self.mac_en),
@@ -125,6 +130,19 @@ class PE2D(wiring.Component):
         with m.If(self.score_en):
             m.d.sync += [self.score.eq(rq.y), self.valid.eq(self.valid_in)]
         m.d.comb += self.score_sat.eq(self.score_en & self.valid_in & rq.sat)
+        if cfg.entropy_unit:
+            # The RT step multiplies SLN by the BQK it came from; ``score`` already holds the
+            # next tile's BQK by then, so the score travels with the exp: taken at its start,
+            # made current when the new SLN appears (the exp's done).
+            score_x = Signal.like(self.score, name="score_exp")
+            score_b = Signal.like(self.score, name="score_sln")
+            with m.If(self.exp_start):
+                m.d.sync += score_x.eq(self.score)
+            with m.If(self.exp_done):
+                m.d.sync += score_b.eq(score_x)
+            m.d.comb += mac.b.eq(Mux(self.mac_ent, score_b, self.kv))
+        else:
+            m.d.comb += mac.b.eq(self.kv)
 
         # SLN = exp2(BQK - RM_new); masked pairs and an empty running max give 0.
         m.d.comb += [

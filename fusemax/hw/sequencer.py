@@ -54,6 +54,16 @@ a design with ``sigmoid_unit``; elsewhere a MODE with a bit set stops with ``err
 In sigmoid mode the exps' done is the 2D sigmoids' (L = d + exp.frac + 5 cycles after the
 start, not d + 1), and the clobber rule below counts with L.
 
+On a design with ``entropy_unit``, MODE's ``entropy`` bit sets ``ent_mode`` (cleared by
+``start``; with ``sigmoid`` or ``nonorm``, or on a design without the unit: ``error.config``).
+In entropy mode stage B has one more step after V line F − 1, the **RT step** (``mac_ent``:
+the MAC multiplies SLN by the BQK it came from, the column tree sums SLNQ, and the 1D lanes
+update register-file entry F, RT, with SLNQ's round shift, ``rt_sel``): F + 1 cycles per tile.
+AV reads entry F once more after its F divide reads (no divide); the cycle after, ``ent_cap``
+hands every lane's RM, RD and RT to the entropy finisher (``fusemax.hw.entropy``), which
+stores H at line F of the block (``ent_addr``) on its own. The finisher's ``busy`` counts as
+busy for everything that waits for idle (the next AV, SHAPE ..., END).
+
 AV runs in the background (``av_div``, ``av_st``): F cycles reading RNV[f] and starting one
 divide per cycle on each lane's pipelined divider; the results are written back over RNV[f]
 in their done cycles and each line is stored once it has been read back after its
@@ -71,6 +81,7 @@ from amaranth.lib.wiring import In, Out
 
 from fusemax.hw.array2d import MASK_W
 from fusemax.hw.memport import DIM_W, buffer_addr_widths, kv_slot_lines
+from fusemax.hw.pe1d import rf_addr_width
 from fusemax.sw.schedule import KV_SLOTS, OPCODE_LO, OPCODE_WIDTH, OPCODES, VERSION, config_tag
 
 #: Error flag bits (docs/architecture.md section 6).
@@ -111,7 +122,7 @@ class Sequencer(wiring.Component):
         self.config = config
         aw = config.mem_addr_width
         self.q_addr_width, self.kv_addr_width = buffer_addr_widths(config)
-        fw = max(1, (config.max_f - 1).bit_length())
+        fw = rf_addr_width(config)
         sig = {
             "start": In(1), "sched_base": In(aw),
             "busy": Out(1), "done": Out(1), "error": Out(8), "clear": Out(1),
@@ -140,6 +151,10 @@ class Sequencer(wiring.Component):
         }
         if config.sigmoid_unit:
             sig.update({"sig_mode": Out(1), "nonorm": Out(1)})
+        if config.entropy_unit:
+            # entropy mode: the RT step (mac_ent, rt_sel), the finisher's capture and address
+            sig.update({"ent_mode": Out(1), "mac_ent": Out(1), "rt_sel": Out(1),
+                        "ent_cap": Out(1), "ent_addr": Out(aw), "ent_busy": In(1)})
         if config.flow_unit:
             # FLOWC/FLOW go to the flow engine (it takes insn_data when flow_cmd is high)
             sig.update({"flow_cmd": Out(1), "flow_busy": In(1)})
@@ -186,6 +201,10 @@ class Sequencer(wiring.Component):
         a_rst, x_rst = Signal(name="a_restart"), Signal(name="x_restart")
 
         iss, iss_first, iss_sel = Signal(name="iss"), Signal(name="iss_first"), Signal(name="iss_sel")
+        # the RT step (entropy mode): one more SLNV step after V line F - 1, b = the score
+        ent = self.ent_mode if cfg.entropy_unit else Const(0, 1)
+        iss_ent, p1_ent, p2_ent, p3_ent = (Signal(name=n) for n in ("iss_ent", "p1_ent", "p2_ent", "p3_ent"))
+        m.d.sync += [p1_ent.eq(iss_ent), p2_ent.eq(p1_ent), p3_ent.eq(p2_ent)]
         p1, p1_first, p1_sel = Signal(name="p1"), Signal(name="p1_first"), Signal(name="p1_sel")
         p2, p3 = Signal(name="p2"), Signal(name="p3")
         p1_f, p2_f, p3_f = (Signal(DIM_W, name=n) for n in ("p1_f", "p2_f", "p3_f"))
@@ -196,7 +215,9 @@ class Sequencer(wiring.Component):
         m.d.comb += self.rd_en.eq(rd_pend)
 
         a_last = a_run & (a_cnt == self.E - 1)
-        b_last = b_run & (b_cnt == self.F - 1)
+        b_steps = Signal.like(self.F, name="b_steps")  # SLNV steps per tile: F (+ 1: RT)
+        m.d.comb += b_steps.eq(self.F + ent)
+        b_last = b_run & (b_cnt == b_steps - 1)
         # the MAC is free for a new A or B from the next cycle on
         eng_free = (~a_run | a_last) & (~b_run | b_last)
         sln_ready = z_val & (z_rdy | self.exp_done)
@@ -217,7 +238,7 @@ class Sequencer(wiring.Component):
             drain_ok = 1
         else:
             drain_ok = ~p1 | (self.sig_mode if cfg.sigmoid_unit else 0)
-        clobber_ok = Mux(b_run, b_cnt + new_after >= self.F + 2, drain_ok)
+        clobber_ok = Mux(b_run, b_cnt + new_after >= b_steps + 2, drain_ok)
         exp_go = Signal(name="exp_go")
         # (and RD, which they update, is not read by AV's divides any more)
         m.d.comb += exp_go.eq(x_val & (x_age >= 4) & ~z_val & clobber_ok & ~av_div)
@@ -238,8 +259,10 @@ class Sequencer(wiring.Component):
                          iss.eq(1), iss_first.eq(a_cnt == 0)]
             m.d.sync += a_cnt.eq(a_cnt + 1)
         with m.Elif(b_run):
-            m.d.comb += [self.kv_raddr.eq(b_slot * slot_lines + cfg.max_e + b_cnt),
-                         iss.eq(1), iss_first.eq(1), iss_sel.eq(1)]
+            # (the RT step reads no V line: it repeats line F - 1's address, inside the slot)
+            ent_step = ent & (b_cnt == self.F)
+            m.d.comb += [self.kv_raddr.eq(b_slot * slot_lines + cfg.max_e + b_cnt - ent_step),
+                         iss.eq(1), iss_first.eq(1), iss_sel.eq(1), iss_ent.eq(ent_step)]
             m.d.sync += b_cnt.eq(b_cnt + 1)
         with m.If(a_last):
             m.d.sync += [a_run.eq(0), x_val.eq(1), x_age.eq(0), x_slot.eq(a_slot), x_ser.eq(a_ser), x_rst.eq(a_rst)]
@@ -267,7 +290,10 @@ class Sequencer(wiring.Component):
         m.d.sync += [loaded.eq(loaded | set_loaded), slot_busy.eq((slot_busy & ~clr_busy) | set_busy)]
 
         # AV: divide issue (RNV[f] read in cycle t, divider start in t + 1), writeback
-        m.d.sync += self.div_start.eq(av_div)
+        av_last = Signal(name="av_read_last")   # the last register-file read of the divide phase
+        av_rt = Signal(name="av_read_rt")       # entropy mode: that read is RT (no divide)
+        m.d.comb += [av_rt.eq(ent & (cnt == self.F)), av_last.eq(cnt == self.F - 1 + ent)]
+        m.d.sync += self.div_start.eq(av_div & ~av_rt)
         wb_cnt = Signal(DIM_W, name="av_wb_cnt")
         st_ok = Signal(name="av_st_ok")
         rf_raddr_av = Signal.like(self.rf_raddr, name="rf_raddr_av")
@@ -281,8 +307,9 @@ class Sequencer(wiring.Component):
         eng_busy = Signal(name="engine_busy")
         m.d.comb += eng_busy.eq(a_run | x_val | z_val | b_run | p1 | p2 | p3 | rd_pend)
         flow_busy = self.flow_busy if cfg.flow_unit else Const(0, 1)
+        ent_busy = self.ent_busy if cfg.entropy_unit else Const(0, 1)
         all_busy = Signal(name="all_busy")
-        m.d.comb += all_busy.eq(eng_busy | av_busy | flow_busy)
+        m.d.comb += all_busy.eq(eng_busy | av_busy | flow_busy | ent_busy)
 
         slot_f = field(w, "TILE", "slot")
         ser_f = field(w, "TILE", "serial")
@@ -312,6 +339,8 @@ class Sequencer(wiring.Component):
                                  self.M.eq(0), self.P.eq(0), self.cur_insn.eq(0)]
                     if cfg.sigmoid_unit:
                         m.d.sync += [self.sig_mode.eq(0), self.nonorm.eq(0)]
+                    if cfg.entropy_unit:
+                        m.d.sync += self.ent_mode.eq(0)
                     m.next = "FETCH"
 
             with m.State("FETCH"):
@@ -349,12 +378,17 @@ class Sequencer(wiring.Component):
                         m.d.sync += self.window.eq(field(w, "WINDOW", "W"))
                 with m.Elif(op == OPCODES["MODE"].code):
                     sig_f, nonorm_f = field(w, "MODE", "sigmoid"), field(w, "MODE", "nonorm")
+                    ent_f = field(w, "MODE", "entropy")
                     with m.If((sig_f | nonorm_f) & int(not cfg.sigmoid_unit)):
                         fail("config")  # no sigmoid unit
+                    with m.Elif(ent_f & (int(not cfg.entropy_unit) | sig_f | nonorm_f)):
+                        fail("config")  # no entropy unit, or entropy of sigmoid scores
                     with m.Elif(~all_busy):
                         m.d.comb += pop.eq(1)
                         if cfg.sigmoid_unit:
                             m.d.sync += [self.sig_mode.eq(sig_f), self.nonorm.eq(nonorm_f)]
+                        if cfg.entropy_unit:
+                            m.d.sync += self.ent_mode.eq(ent_f)
                 with m.Elif((op == OPCODES["FLOWC"].code) | (op == OPCODES["FLOW"].code)):
                     fslot = field(w, "FLOW", "slot")
                     if not cfg.flow_unit:
@@ -437,7 +471,7 @@ class Sequencer(wiring.Component):
         with m.If(av_div):      # read RNV[f], start divide f one cycle later
             m.d.comb += rf_raddr_av.eq(cnt)
             m.d.sync += [cnt.eq(cnt + 1), st_ok.eq(0)]
-            with m.If(cnt == self.F - 1):
+            with m.If(av_last):
                 m.d.sync += [cnt.eq(0), av_div.eq(0), av_st.eq(1)]
         with m.If(av_st):
             # results are written back over RNV[f] as they finish (wb_cnt of them so far);
@@ -456,6 +490,14 @@ class Sequencer(wiring.Component):
         # divider writeback into the RNV register files
         with m.If(self.div_done):
             m.d.sync += wb_cnt.eq(wb_cnt + 1)
+
+        if cfg.entropy_unit:
+            # the register file's RT arrives the cycle after its read: the finisher takes it
+            # with RM and RD (AV's first store cycle), and stores H at line F of the block
+            ent_cap = Signal(name="ent_cap_next")
+            m.d.sync += ent_cap.eq(av_div & av_rt)
+            m.d.comb += [self.mac_ent.eq(p1_ent), self.rt_sel.eq(p3_ent), self.ent_cap.eq(ent_cap),
+                         self.ent_addr.eq(st_base + self.F)]
 
         #: FSM state name -> encoding of ``seq_state`` (for waveform translation filters)
         self.fsm_encoding = dict(fsm.encoding)

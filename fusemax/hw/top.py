@@ -6,6 +6,9 @@ Submodules: ``seq`` (:class:`~fusemax.hw.sequencer.Sequencer`), ``memport``
 (:class:`~fusemax.hw.memport.MemPort`), ``array2d``, ``array1d``, and the buffers ``qbuf``
 (*max_e* lines of *cols* Q' values) and ``kvbuf`` (3 slots of *max_e* K lines + *max_f* V
 lines of *rows* values), both ``lib.memory.Memory`` with synchronous reads.
+With ``flow_unit`` the flow engine (``flow``), with ``entropy_unit`` the entropy finisher
+(``entropy``) sit beside them; their stores share the memory port (the sequencer's AV
+stores go first).
 
 Counters (``COUNTERS``, 64 bits, CSR addresses as listed) count while ``busy``; ``start``
 clears them, so they stay frozen from ``done`` until the next start.
@@ -21,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from fusemax.errors import FuseMaxError
 from fusemax.hw.array1d import Array1D
 from fusemax.hw.array2d import Array2D
+from fusemax.hw.entropy import EntropyUnit
 from fusemax.hw.flow import FlowEngine
 from fusemax.hw.memport import MemPort, kv_slot_lines
 from fusemax.hw.pe2d import operand_widths
@@ -30,7 +34,7 @@ from fusemax.sw.schedule import KV_SLOTS, config_tag
 #: CSR address -> counter name (docs/architecture.md section 6).
 COUNTERS = ["cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles",
             "bqk", "lm", "sln", "sld", "slnv", "rm", "prm", "rd", "rnv", "av",
-            "mem_reads", "mem_writes", "config_tag", "flow"]
+            "mem_reads", "mem_writes", "config_tag", "flow", "entropy"]
 #: What each counter counts (docs/architecture.md section 6; the README's table is generated
 #: from this).
 COUNTER_DOC = {
@@ -54,6 +58,7 @@ COUNTER_DOC = {
     "mem_writes": "memory lines written",
     "config_tag": "the configuration tag (constant: low 32 bits of the config digest)",
     "flow": "cycles the flow engine is busy (FLOW instructions; 0 without flow_unit)",
+    "entropy": "cycles the entropy finisher is busy (MODE entropy; 0 without entropy_unit)",
 }
 assert list(COUNTER_DOC) == COUNTERS
 #: What sets each sticky error flag (``ERROR_BITS``, docs/architecture.md section 6).
@@ -149,6 +154,23 @@ class FuseMaxTop(wiring.Component):
         else:
             m.d.comb += [q_rd.addr.eq(seq.q_raddr), kv_rd.addr.eq(seq.kv_raddr)]
 
+        ent_busy = Const(0, 1)
+        ent_store = None
+        if cfg.entropy_unit:
+            # the entropy finisher takes RM, RD, RT after AV's divides and stores H on its own;
+            # the AV's stores go first
+            m.submodules.entropy = eu = EntropyUnit(cfg)
+            ent_busy = eu.busy
+            m.d.comb += [
+                eu.cap.eq(seq.ent_cap), eu.rm.eq(a1.rm), eu.rd.eq(a1.rd), eu.rt.eq(a1.rf_rdata),
+                eu.p_base.eq(seq.av_p_base), eu.P.eq(seq.P), eu.addr.eq(seq.ent_addr),
+                seq.ent_busy.eq(eu.busy), eu.st_ready.eq(mp.st_ready & ~st_valid),
+                a2.mac_ent.eq(seq.mac_ent), a1.rt_sel.eq(seq.rt_sel),
+            ]
+            ent_store = eu.st_valid & ~st_valid
+            st_valid, st_addr = st_valid | eu.st_valid, Mux(ent_store, eu.st_addr, st_addr)
+            for name in ("out_sat", "dz"):
+                sat_in[name] = sat_in[name] | getattr(eu, name)
         # ---- sequencer <-> memport ----
         m.d.comb += [
             seq.start.eq(self.start), seq.sched_base.eq(self.sched_base),
@@ -170,10 +192,12 @@ class FuseMaxTop(wiring.Component):
             m.d.comb += s.eq(a1.rf_rdata[c][:16])
             out_lanes.append(s)
         pad = Const(0, 16 * (cfg.mem_lanes - C))
-        if st_data is None:
-            m.d.comb += mp.st_data.eq(Cat(*out_lanes, pad))
-        else:
-            m.d.comb += mp.st_data.eq(Mux(flow_busy, Cat(st_data, pad), Cat(*out_lanes, pad)))
+        line = Cat(*out_lanes, pad)
+        if st_data is not None:
+            line = Mux(flow_busy, Cat(st_data, pad), line)
+        if ent_store is not None:
+            line = Mux(ent_store, Cat(eu.st_data, pad), line)
+        m.d.comb += mp.st_data.eq(line)
 
         # ---- sequencer <-> arrays ----
         m.d.comb += [
@@ -215,6 +239,7 @@ class FuseMaxTop(wiring.Component):
             "slnv": seq.act_slnv, "rm": seq.act_rm, "prm": seq.act_prm, "rd": seq.act_rd,
             "rnv": seq.act_rnv, "av": seq.act_av,
             "mem_reads": mp.rd_fire, "mem_writes": mp.wr_fire, "flow": flow_busy,
+            "entropy": ent_busy,
         }
         regs = []
         for name in COUNTERS:

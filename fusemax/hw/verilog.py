@@ -164,6 +164,7 @@ def dedupe_modules(text: str) -> str:
 def describe(config: FuseMaxConfig) -> dict:
     """JSON-ready description of the generated design for ``config``."""
     from fusemax.hw.memport import FETCH_DEPTH, kv_slot_lines
+    from fusemax.hw.pe1d import rf_depth
     from fusemax.hw.pe2d import operand_widths
     from fusemax.hw.sequencer import ACTIVITY, ERROR_BITS, fsm_states, max_e_effective
     from fusemax.hw.top import COUNTERS, top_ports
@@ -174,14 +175,14 @@ def describe(config: FuseMaxConfig) -> dict:
     ports = [{"name": "clk", "direction": "in", "width": 1},
              {"name": "rst", "direction": "in", "width": 1}]
     ports += [{"name": n, "direction": d, "width": wd} for n, (d, wd) in top_ports(config).items()]
-    rnv_bits = config.cols * config.max_f * nc.rnv.width
+    rnv_bits = config.cols * rf_depth(config) * nc.rnv.width
     buffers = {
         "q_buffer": {"lines": config.max_e, "values_per_line": config.cols, "value_bits": w["q"],
                      "bytes": config.max_e * config.cols * w["q"] // 8},
         "kv_buffer": {"slots": KV_SLOTS, "lines_per_slot": kv_slot_lines(config),
                       "values_per_line": config.rows, "value_bits": w["kv"],
                       "bytes": KV_SLOTS * kv_slot_lines(config) * config.rows * w["kv"] // 8},
-        "rnv_register_files": {"lanes": config.cols, "entries": config.max_f, "bits": nc.rnv.width,
+        "rnv_register_files": {"lanes": config.cols, "entries": rf_depth(config), "bits": nc.rnv.width,
                                "bytes": rnv_bits // 8},
         "instruction_prefetch": {"lines": FETCH_DEPTH, "instructions_per_line": insns_per_line(config.mem_lanes),
                                  "bits": FETCH_DEPTH * insns_per_line(config.mem_lanes) * 64},

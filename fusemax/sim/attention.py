@@ -9,6 +9,10 @@ cocotb, compare with the golden model bit for bit and with float64, and report.
 The design is ``fusemax_top`` (``fusemax.hw.verilog.generate_verilog``) inside the generated
 simulation wrapper (:mod:`fusemax.sim.wrapper`); the memory image travels as a ``$readmemh``
 file and the outputs come back as a ``$writememh`` dump, so Python does no per-cycle work.
+
+Outputs besides O (the entropy H of ``attention-entropy``: line F of each output block) are
+decoded from the same dump and checked the same way: ``report["entropy"]`` holds their
+bit-exact verdict and error, and the report's ``bit_exact`` needs them too.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ MODES = ("cocotb", "native")
 #: Counter names by CSR address (docs/architecture.md section 6).
 CSR_NAMES = ("cycles", "busy_2d", "busy_1d", "stall", "instructions", "tiles", "BQK", "LM", "SLN",
              "SLD", "SLNV", "RM", "PRM", "RD", "RNV", "AV", "mem_lines_read", "mem_lines_written",
-             "config_tag", "flow_busy")
+             "config_tag", "flow_busy", "entropy")
 #: Einsum counters: name -> array.
 EINSUM_COUNTERS = {"BQK": "2d", "LM": "2d", "SLN": "2d", "SLD": "2d", "SLNV": "2d",
                    "RM": "1d", "PRM": "1d", "RD": "1d", "RNV": "1d", "AV": "1d"}
@@ -84,8 +88,10 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
     ``mode``: ``"cocotb"`` (Verilator + the cocotb bench; waves possible) or ``"native"`` (the
     C++ harness of :mod:`fusemax.sim.native`, no Python in the loop; no waves). Both return the
     same keys: ``timeout``, ``error`` (flags), ``csr`` (all counters), ``counters`` (by name),
-    ``output_codes`` (B,H,P,F, None on timeout), ``mode``, ``cycles``, ``sim_wall_s`` and
-    ``sim_cycles_per_s``, wall times, build info.
+    ``output_codes`` (B,H,P,F, None on timeout), ``output_dump`` (the lines of
+    ``program.output_range`` as (lines, mem_lanes) uint16, None on timeout; the entropy H
+    lines included) and ``output_base`` (its first line), ``mode``, ``cycles``,
+    ``sim_wall_s`` and ``sim_cycles_per_s``, wall times, build info.
     """
     from fusemax.sim.runner import _env_bool, build_root, run_cocotb
     from fusemax.sim.wrapper import SIM_TOP
@@ -168,11 +174,12 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
         res = json.loads(results.read_text())
         if failure and not res.get("timeout"):
             raise FuseMaxError(f"the simulation failed: {failure}")
-        out_codes = None
+        out_codes = out_dump = None
         if not res["timeout"] and dump.is_file():
             lines = read_hex(dump, config.mem_lanes)
             if lines.shape[0] == hi - lo:
                 out_codes = program.decode_output(lines, base=lo)
+                out_dump = lines
         wave_file = wave_info = None
         if wopts and wave_dump.is_file():
             say("writing the GTKWave layout from the dump's hierarchy")
@@ -190,6 +197,8 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
             "csr": csr,
             "counters": dict(zip(CSR_NAMES, csr)),
             "output_codes": out_codes,
+            "output_dump": out_dump,
+            "output_base": lo,
             "cycles": int(csr[0]),
             "sim_wall_s": sim_wall_s,
             "sim_cycles_per_s": int(csr[0]) / sim_wall_s if sim_wall_s > 0 else None,
@@ -213,16 +222,20 @@ def run_program(config: FuseMaxConfig, program: Program, *, waves: str | Path | 
 
 def design_buffers(config: FuseMaxConfig) -> dict[str, int]:
     """On-chip storage in bytes as the generated design has it (``fusemax.hw.verilog.describe``),
-    plus the RM (+ valid) and RD registers of the 1D PEs; the compiler's config-only model
+    plus the RM (+ valid) and RD registers of the 1D PEs and the optional units' storage; the
+    compiler's config-only model
     (:func:`fusemax.sw.compiler.buffer_bytes`) without the hardware generator."""
     try:
         from fusemax.hw.verilog import describe
     except ImportError:
         return buffer_bytes(config)
     bufs = describe(config)["buffers"]
+    model = buffer_bytes(config)
     out = {"q_buffer": int(bufs["q_buffer"]["bytes"]), "kv_buffer": int(bufs["kv_buffer"]["bytes"]),
-           "rnv_regfile": int(bufs["rnv_register_files"]["bytes"]),
-           "rm_rd_state": buffer_bytes(config)["rm_rd_state"]}
+           "rnv_regfile": int(bufs["rnv_register_files"]["bytes"])}
+    # the rest (RM/RD state, the flow engine's memories, the entropy finisher's capture) as
+    # the model counts them
+    out.update({k: v for k, v in model.items() if k not in out and k != "total"})
     out["total"] = sum(out.values())
     return out
 
@@ -241,10 +254,12 @@ def expected_flags(gold) -> list[str]:
     s = gold.saturation
     want = []
     # (phi and flow: causal Flow-Attention's sigmoids and FLOW_FORMAT values, which the flow
-    # engine reports as score and RNV saturation)
+    # engine reports as score and RNV saturation; rt and entropy: attention-entropy's RT
+    # accumulator (an RNV entry) and its H output)
     for role, name in (("score", "score_saturated"), ("phi", "score_saturated"),
                        ("rd", "rd_saturated"), ("rnv", "rnv_saturated"), ("flow", "rnv_saturated"),
-                       ("out", "out_saturated")):
+                       ("rt", "rnv_saturated"), ("out", "out_saturated"),
+                       ("entropy", "out_saturated")):
         if s.get(role) and name not in want:
             want.append(name)
     if gold.div_by_zero:
@@ -270,11 +285,16 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
     (:data:`fusemax.sw.rtl_variants.RTL_VARIANTS`: softmax-1, key / key+value bias, local,
     routing, sigmoid with or without the norm, causal Flow-Attention), with its options
     ``k_bias``, ``v_bias``, ``window``, ``clusters``, ``cluster_size``, ``means``,
-    ``kmeans_seed``, ``clamp`` (:func:`fusemax.sw.rtl_variants.prepare`). Then
+    ``kmeans_seed``, ``clamp`` (:func:`fusemax.sw.rtl_variants.prepare`), or
+    attention-entropy (a design with ``entropy_unit``). Then
     the RTL's codes are compared with the variant's bit-exact golden, ``output`` is the
     mechanism's output (scattered back for routing; ``output_codes`` stay in the RTL's layout),
     ``error`` is measured against the variant's float64 reference, and ``variant`` says what the
-    host did and how many tiles ran."""
+    host did and how many tiles ran. A variant's outputs besides O
+    (:attr:`~fusemax.sw.rtl_variants.VariantRun.extra_outputs`; attention-entropy: ``entropy``,
+    the H of every query) get a report entry of their own (``bit_exact``, ``mismatches``,
+    ``first_mismatches``, ``error`` and ``golden_error`` against their float64 reference), their
+    arrays in ``extra_arrays`` (``H``, ``H_codes``), and ``bit_exact`` needs them to match."""
     from fusemax.sw.golden import causal_mask, error_stats, golden_for, reference_attention
     from fusemax.sw.rtl_variants import RTL_VARIANTS, prepare
 
@@ -306,6 +326,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
                                     binding=binding)
     s = program.shape
     flow = program.schedule.is_flow  # the flow engine: no tiles, no mask
+    entropy = program.schedule.entropy  # MODE entropy=1: the finisher, F + 1 lines per block
     mask = causal_mask(s.P, s.M) if causal and not flow else None
     say("golden model")
     if variant is None:
@@ -336,14 +357,19 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "timeout": raw["timeout"],
         "cycles": cycles,
         "busy": {"2d": int(c["busy_2d"]), "1d": int(c["busy_1d"]),
-                 **({"flow": int(c.get("flow_busy", 0))} if flow else {})},
+                 **({"flow": int(c.get("flow_busy", 0))} if flow else {}),
+                 **({"entropy": int(c.get("entropy", 0))} if entropy else {})},
         "utilization": {"2d": c["busy_2d"] / cycles if cycles else 0.0,
                         "1d": c["busy_1d"] / cycles if cycles else 0.0,
                         **({"flow": c.get("flow_busy", 0) / cycles if cycles else 0.0}
-                           if flow else {})},
+                           if flow else {}),
+                        **({"entropy": c.get("entropy", 0) / cycles if cycles else 0.0}
+                           if entropy else {})},
         "einsum_cycles": {name: int(c[name]) for name in EINSUM_COUNTERS},
         "stall_cycles": int(c["stall"]),
-        "mac_efficiency": (program.schedule.tiles * (s.E + s.F) / cycles) if cycles else 0.0,
+        # (MODE entropy: a tile's SLNV step takes F + 1 MAC cycles, the last one for RT)
+        "mac_efficiency": (program.schedule.tiles * (s.E + s.F + int(entropy)) / cycles)
+                          if cycles else 0.0,
         "binding": program.schedule.binding,
         "score_function": program.schedule.score_function,
         "model": (model_comparison(config, s, causal, program.schedule.binding, cycles,
@@ -362,7 +388,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         data_read = s.B * s.H * (L.P2 * s.E + L.M1 * (s.E + s.F))
     report["expected_counters"] = {
         "instructions": len(program.instructions), "tiles": program.schedule.tiles,
-        "mem_lines_written": s.B * s.H * L.P2 * s.F,
+        "mem_lines_written": s.B * s.H * L.P2 * L.out_lines,  # F + 1 with the entropy H
         # data lines + one fetch per schedule line, plus up to the prefetch depth past END
         "mem_lines_read": [data_read + L.sched_lines, data_read + L.sched_lines + _fetch_depth()],
         "config_tag": int(config.digest(), 16) & 0xFFFF_FFFF,
@@ -400,15 +426,38 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
             report["golden_error"] = error_stats(variant.finish(gold.out), ref)
     else:
         first, out = [], None
+    extras_ok = True
+    extra_arrays: dict[str, np.ndarray] = {}
+    dump = raw.get("output_dump")
+    for name, x in (variant.extra_outputs.items() if variant is not None else ()):
+        want = np.asarray(gold.extra[x.golden_key])
+        entry: dict = {"what": x.what, "bit_exact": False, "mismatches": None,
+                       "first_mismatches": []}
+        if out_codes is not None and dump is not None:
+            got = x.decode(program, dump, raw["output_base"])
+            bad = got != want
+            entry["mismatches"] = int(np.count_nonzero(bad))
+            entry["bit_exact"] = entry["mismatches"] == 0
+            entry["first_mismatches"] = [
+                {"index": [int(i) for i in idx], "rtl": int(got[tuple(idx)]),
+                 "golden": int(want[tuple(idx)])} for idx in np.argwhere(bad)[:max_mismatches]]
+            ref = x.reference(program.scale)
+            entry["error"] = error_stats(x.to_float(got), ref)
+            entry["golden_error"] = error_stats(x.to_float(want), ref)
+            extra_arrays.update({x.array: x.to_float(got), f"{x.array}_codes": got})
+        extras_ok = extras_ok and entry["bit_exact"]
+        report[name] = entry
     flags_ok = report["error_flags"] == report["expected_error_flags"]
-    if out_codes is None or mismatches or not flags_ok:
+    if out_codes is None or mismatches or not flags_ok or not extras_ok:
         # which side is wrong? the executor runs the same image on the NumPy twins
         from fusemax.sw.executor import execute
 
         say("diagnosing with the schedule executor")
         ex = execute(config, program.image, program.sched_base)
         ex_out = program.decode_output(ex.image)
-        ex_ok = bool(np.array_equal(ex_out, gold_codes))
+        ex_ok = bool(np.array_equal(ex_out, gold_codes)) and all(
+            np.array_equal(x.decode(program, ex.image, 0), gold.extra[x.golden_key])
+            for x in (variant.extra_outputs.values() if variant is not None else ()))
         report["executor"] = {
             "bit_exact_with_golden": ex_ok, "error_flags": ex.error_flags, **ex.counts,
             "verdict": ("the RTL deviates from the architecture contract (the executor running the "
@@ -416,7 +465,7 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
                        "the compiler or the image layout is wrong (the executor disagrees with the golden)",
         }
     report.update({
-        "bit_exact": bool(out_codes is not None and mismatches == 0),
+        "bit_exact": bool(out_codes is not None and mismatches == 0 and extras_ok),
         "mismatches": mismatches,
         "first_mismatches": first,
         "flags_match": flags_ok,
@@ -432,6 +481,8 @@ def simulate(config: FuseMaxConfig, q, k, v, scale: float | None = None, causal:
         "build_dir": raw["build_dir"],
         "output": out,
         "output_codes": out_codes,
+        # the variant's other outputs as the RTL stored them: values and codes (H, H_codes)
+        "extra_arrays": extra_arrays,
     })
     return report
 
@@ -449,7 +500,7 @@ def report_json(report: dict) -> dict:
             return float(x) if math.isfinite(float(x)) else None
         return x
     return clean({k: v for k, v in report.items()
-                  if k not in ("output", "output_codes", "variant_arrays")})
+                  if k not in ("output", "output_codes", "variant_arrays", "extra_arrays")})
 
 
 def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, cycles: int,
@@ -459,14 +510,19 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
     of our RTL's own binding (``rtl_binding_model``), with measured / model ratios. For
     attention-3pass (the paper's 3-pass designs, FLAT and unfused, run the softmax on the 1D
     array) and the sigmoid cascades the paper has no formula on this hardware, so only our model
-    is given (for sigmoid: the per-tile cost of docs/variants.md section 5)."""
+    is given (for sigmoid: the per-tile cost of docs/variants.md section 5). Neither for
+    attention-entropy: our model with a tile of E + F + 1 MAC cycles and the entropy finisher
+    (:func:`_entropy_model`)."""
     from fusemax.sw.perfmodel import predict_rtl
 
     pred = predict_rtl(config, shape.as_dict(), causal=causal)
     paper = pred["bindings"][binding]
     key = {"attention-3pass": "three_pass", "sigmoid-norm": "sigmoid",
-           "sigmoid-nonorm": "sigmoid"}.get(cascade, "bindings")
-    rtl = pred["rtl_binding"][key][binding]
+           "sigmoid-nonorm": "sigmoid", "attention-entropy": "entropy"}.get(cascade, "bindings")
+    if key == "entropy":
+        rtl = _entropy_model(config, shape, causal, binding, pred["rtl_binding"])
+    else:
+        rtl = pred["rtl_binding"][key][binding]
     if key != "bindings":
         paper = {"cycles": None, "util_2d": None, "util_2d_steady": None}
     return {
@@ -483,8 +539,54 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
                 "instructions, and per query block the Q block, the output and a load round "
                 "trip; the start-up loads; for serial tiles the AV and the drains; for sigmoid "
                 "scores a tile takes at least the sigmoid's latency + 1 "
-                "(rtl_binding_model docstring)"),
+                "(rtl_binding_model docstring)"
+                + ("; with the entropy (MODE entropy=1) a tile's SLNV takes F + 1 MAC cycles, "
+                   "a block stores F + 1 lines, and the entropy finisher (cols·(div + 3) + 1 "
+                   "cycles per block) runs beside the next block's tiles, whose AV waits for it "
+                   "(_entropy_model)" if key == "entropy" else "")),
     }
+
+
+def entropy_finisher_cycles(config: FuseMaxConfig) -> int:
+    """Cycles the entropy finisher (``fusemax.hw.entropy.EntropyUnit``) takes per query block,
+    from the AV's capture to the H line's store: one lane after another, each a divide into
+    :data:`~fusemax.sw.golden_variants.ENTROPY_BITS_FORMAT` (``width + 3`` cycles: its
+    ``divider_numerics``) and 3 more, plus 1: ``cols · (div + 3) + 1``."""
+    from fusemax.sw.golden_variants import ENTROPY_BITS_FORMAT
+
+    div = ENTROPY_BITS_FORMAT.width + 1 + 2
+    return config.cols * (div + 3) + 1
+
+
+def _entropy_model(config: FuseMaxConfig, shape, causal: bool, binding: str,
+                   rtl_binding: dict) -> dict:
+    """Our RTL binding's model (``rtl_binding_model``) adapted to ``MODE entropy=1``: a tile's
+    SLNV step takes F + 1 MAC cycles (the last for RT), so the fusemax binding's tile costs
+    max(E + F + 1, E + F + 2/k, d + 7) (the MACs or the memory port) and a serial tile one
+    cycle more; each query block stores one more line (the H line). The entropy finisher
+    (:func:`entropy_finisher_cycles` T per block) runs beside the next block's tiles, whose
+    AV waits for it: a block shorter than T takes T; the last block's T adds to the run."""
+    from fusemax.sw.compiler import visible_chunks
+
+    base = rtl_binding["bindings"][binding]
+    s, d = shape, config.numerics.exp_degree
+    k = rtl_binding["insns_per_line"]
+    if binding == "fusemax":
+        tile = max(s.E + s.F + 1, s.E + s.F + 2 / k, d + 7)
+    else:
+        tile = base["per_tile_cycles"] + 1
+    U, blocks = rtl_binding["tiles"], rtl_binding["blocks"]
+    block = base["block_overhead"] + 1
+    fin = entropy_finisher_cycles(config)
+    P2 = -(-s.P // config.cols)
+    per_block = [visible_chunks(s, config.rows, config.cols, i, causal) for i in range(P2)]
+    order = per_block * (s.B * s.H)  # blocks in schedule order
+    waits = sum(max(0.0, fin - (t * tile + block)) for t in order[1:])
+    cyc = base["start_cycles"] + blocks * block + U * tile + waits + fin
+    return {"cycles": cyc, "per_tile_cycles": tile, "block_overhead": block,
+            "start_cycles": base["start_cycles"], "tiles_run": U, "finisher_cycles": fin,
+            "finisher_waits": waits,
+            "mac_efficiency": U * (s.E + s.F + 1) / cyc if cyc else 0.0}
 
 
 def model_text(model: dict | None) -> str:
@@ -529,6 +631,8 @@ def summary_text(report: dict) -> str:
     elif report["bit_exact"]:
         lines.append("bit-exact with the golden model"
                      + (f" ({report['variant']['golden']})" if "variant" in report else ""))
+    elif report["mismatches"] == 0:
+        lines.append("output bit-exact with the golden model, but not its other outputs (below)")
     else:
         lines.append(f"NOT bit-exact: {report['mismatches']} mismatching outputs; first: "
                      f"{report['first_mismatches'][:3]}")
@@ -538,6 +642,20 @@ def summary_text(report: dict) -> str:
         e = report["error"]
         lines.append(f"error vs float64: max abs {e['max_abs']:.3g}, RMS {e['rms']:.3g}, "
                      f"RMS / ref RMS {e['rel_rms']:.3g}")
+    if "entropy" in report:
+        h = report["entropy"]
+        if h["mismatches"] is None:
+            text = "not read back"
+        elif h["bit_exact"]:
+            text = "bit-exact with the golden model"
+        else:
+            text = (f"NOT bit-exact: {h['mismatches']} mismatching H codes; first: "
+                    f"{h['first_mismatches'][:3]}")
+        if "error" in h:
+            e = h["error"]
+            text += (f"; error vs float64 (exact entropy): max abs {e['max_abs']:.3g} nats, "
+                     f"RMS {e['rms']:.3g}, RMS / ref RMS {e['rel_rms']:.3g}")
+        lines.append(f"entropy H ({report['busy'].get('entropy', 0)} finisher cycles): {text}")
     flags = ", ".join(report["error_flags"]) or "none"
     lines.append(f"error flags: {flags}" + ("" if report["flags_match"] else
                  f" (expected: {', '.join(report['expected_error_flags']) or 'none'})"))

@@ -34,7 +34,9 @@ def register(subparsers) -> None:
         "(C,E) or (H,C,E), gathers each cluster into contiguous rows, the RTL runs the diagonal "
         "tiles, the host scatters back; w must be a multiple of rows and cols), sigmoid-norm and "
         "sigmoid-nonorm (sigmoid scores, no host part; a config with the sigmoid unit, e.g. "
-        "tiny-sigmoid), flowformer-causal (causal Flow-Attention on the flow engine, token by "
+        "tiny-sigmoid), attention-entropy (attention and the entropy H of every query, no host "
+        "part; a config with the entropy output, e.g. tiny-entropy; the output .npz also holds "
+        "H (B,H,P) in nats and H_codes, and H is checked bit for bit too), flowformer-causal (causal Flow-Attention on the flow engine, token by "
         "token; a config with the flow unit, e.g. tiny-flow; P = M; --clamp 1, 5 or 10; no "
         "scale, no mask: causal by construction). For them the "
         "RTL is compared with the variant's bit-exact golden, O is the mechanism's output "
@@ -48,6 +50,7 @@ def register(subparsers) -> None:
                 "fusemax sim attention-local --window 16 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-routing --clusters 4 --config tiny --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim sigmoid-norm --causal --config tiny-sigmoid --inputs in.npz --out out.npz --native\n  "
+                "fusemax sim attention-entropy --causal --config tiny-entropy --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim flowformer-causal --clamp 5 --config tiny-flow --inputs in.npz --out out.npz --native\n  "
                 "fusemax sim attention-1pass --config tiny --inputs in.npz --out out.npz "
                 "--waves build/waves/run --waves-window 0:400 --timeline build/waves/run/timeline.png",
@@ -57,8 +60,8 @@ def register(subparsers) -> None:
                         "a variant the RTL runs with the host's "
                         "help: attention-softmax1, attention-kbias, attention-kvbias, "
                         "attention-local, attention-routing; sigmoid-norm, sigmoid-nonorm (a "
-                        "config with the sigmoid unit); flowformer-causal (a config with the flow "
-                        "unit)")
+                        "config with the sigmoid unit); attention-entropy (a config with the "
+                        "entropy output); flowformer-causal (a config with the flow unit)")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--inputs", required=True, metavar="IN.npz")
     p.add_argument("--out", required=True, metavar="OUT.npz")
@@ -157,6 +160,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
             for name in ("index_q", "index_k"):
                 if name in report.get("variant_arrays", {}):
                     extra[name] = report["variant_arrays"][name]
+            extra.update(report.get("extra_arrays", {}))  # attention-entropy: H, H_codes
             save_attention_output(args.out, report["output"], had_batch,
                                   extra={n: a if had_batch else a[0, 0] for n, a in extra.items()})
         data = report_json(report)

@@ -23,7 +23,10 @@ def register(subparsers) -> None:
         "attention-1pass maps onto the hardware, and attention-3pass as the baseline (each "
         "block's tiles twice: pass 1 for the global max, then passes 2 and 3 merged); "
         "sigmoid-norm and sigmoid-nonorm run attention-1pass's tiles with sigmoid scores (MODE; "
-        "a config with the sigmoid unit, e.g. tiny-sigmoid); flowformer-causal (causal "
+        "a config with the sigmoid unit, e.g. tiny-sigmoid); attention-entropy runs them with "
+        "MODE entropy=1: the tiles also accumulate RT, each output block gets one more line, "
+        "the entropy H of its queries (a config with the entropy output, e.g. tiny-entropy); "
+        "flowformer-causal (causal "
         "Flow-Attention, P = M) runs token by token on the flow engine (FLOWC, FLOW; a config "
         "with the flow unit, e.g. tiny-flow; --clamp c, the bound of the conserved source, "
         "default 1; causal by construction, --causal changes nothing); other cascades get the "
@@ -35,12 +38,14 @@ def register(subparsers) -> None:
                 "B=1,H=2,M=256,P=64,E=64,F=64 -o sched.bin --listing -\n  "
                 "fusemax compile sigmoid-norm --causal --config tiny-sigmoid --shape "
                 "B=1,H=1,M=37,P=29,E=8,F=8 --listing -\n  "
+                "fusemax compile attention-entropy --causal --config tiny-entropy --shape "
+                "B=1,H=1,M=13,P=13,E=5,F=3 --listing -\n  "
                 "fusemax compile flowformer-causal --clamp 5 --config tiny-flow --shape "
                 "B=1,H=1,M=13,P=13,E=8,F=5 --listing -",
     )
     p.add_argument("cascade", metavar="CASCADE",
                    help="cascade name (attention-1pass, attention-3pass, sigmoid-norm, "
-                        "sigmoid-nonorm, flowformer-causal) or .cas file")
+                        "sigmoid-nonorm, attention-entropy, flowformer-causal) or .cas file")
     p.add_argument("--config", required=True, metavar="NAME|FILE.json")
     p.add_argument("--shape", required=True, metavar="B=..,H=..,M=..,P=..,E=..,F=..",
                    help="workload shape: batches, heads, keys, queries, Q/K dim, V dim")
@@ -83,6 +88,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         "shape": shape.as_dict(),
         "causal": sched.causal,
         "score_function": sched.score_function,
+        "entropy": sched.entropy,
         "instructions": len(sched.instructions),
         "tiles": sched.tiles,
         "tiles_skipped": sched.tiles_skipped,
@@ -101,6 +107,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             + (f" ({sched.tiles_skipped} masked tiles skipped)" if sched.tiles_skipped else "")
             + f"; M1 = {L.M1} chunks x M0 = {L.rows} keys, P2 = {L.P2} blocks x P0 = {L.cols} "
             f"queries; image {L.n_lines} lines"
+            + (f"; output blocks of F + 1 = {L.out_lines} lines (line {shape.F}: the entropy H)"
+               if sched.entropy else "")
             + (f"; wrote {args.out}" if args.out else "")
             + (f", listing {args.listing}" if args.listing and args.listing != "-" else ""))
     emit(args, summary, text)

@@ -6,8 +6,13 @@ external-memory image it runs on (docs/architecture.md sections 3-4, docs/schedu
 pass 1 for the global max, then passes 2 and 3 merged by the division reduction from a
 ``TILE restart`` (``KV_SWEEPS``). ``sigmoid-norm`` and ``sigmoid-nonorm`` run attention-1pass's
 tiles after ``MODE sigmoid=1`` (``nonorm`` for the latter; ``CASCADE_MODES``) on a design with
-``sigmoid_unit``. The attention variants of :mod:`fusemax.sw.rtl_variants` run as
-attention-1pass on inputs the host prepares, some with a tile list (``pattern=``).
+``sigmoid_unit``. ``attention-entropy`` (attention plus each query's entropy H) runs
+attention-1pass's tiles after ``MODE entropy=1`` on a design with ``entropy_unit``: every tile
+also accumulates RT = Σ SLN·BQK, every AV also stores H (:data:`~fusemax.sw.golden_variants.
+ENTROPY_FORMAT` codes, one per query) as one more line after the block's F output lines, so
+its output blocks are F + 1 lines (``Layout.out_lines``; :meth:`Program.decode_entropy`).
+The attention variants of :mod:`fusemax.sw.rtl_variants` run as attention-1pass on inputs the
+host prepares, some with a tile list (``pattern=``).
 ``flowformer-causal`` (causal Flow-Attention) runs on the flow engine of a design with
 ``flow_unit``: no tiles, token-serial ``FLOW`` instructions over the same layout (see
 :func:`compile_schedule`). The tile mapping is fixed by the configuration:
@@ -61,7 +66,7 @@ from fusemax.sw import schedule as sf
 from fusemax.sw.golden_variants import FLOW_CLAMP, FLOW_MAX_N, flow_clamp_code, flow_quantize
 
 __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_SWEEPS",
-           "CASCADE_MODES", "FLOW_CASCADES", "FLOW_MAX_N", "flow_segments", "parse_shape",
+           "CASCADE_MODES", "MODE_UNITS", "FLOW_CASCADES", "FLOW_MAX_N", "flow_segments", "parse_shape",
            "check_cascade_mappable", "compile_schedule", "compile_attention", "read_hex",
            "buffer_bytes", "BINDINGS", "hardware_mask", "pattern_chunks"]
 
@@ -72,7 +77,7 @@ __all__ = ["Shape", "Layout", "Schedule", "Program", "SUPPORTED_CASCADES", "KV_S
 #: :func:`fusemax.sw.golden.attention_3pass`.
 #: flowformer-causal reads each K/V chunk once (by FLOW instructions, not tiles).
 KV_SWEEPS = {"attention-1pass": 1, "attention-3pass": 2, "sigmoid-norm": 1, "sigmoid-nonorm": 1,
-             "flowformer-causal": 1}
+             "attention-entropy": 1, "flowformer-causal": 1}
 
 #: Cascades that run on the flow engine (``FLOWC``, ``FLOW``; ``config.flow_unit``), not as tiles.
 FLOW_CASCADES = ("flowformer-causal",)
@@ -80,12 +85,21 @@ FLOW_CASCADES = ("flowformer-causal",)
 #: Cascades the hardware runs (:func:`check_cascade_mappable` gives the reason for the others).
 SUPPORTED_CASCADES = tuple(KV_SWEEPS)
 
-#: The ``MODE`` fields of the cascades that need one, emitted after CAUSAL / WINDOW (sigmoid
-#: scores with no running max; ``nonorm``: AV = RNV rounded to the output format; golden
-#: :func:`fusemax.sw.golden_variants.sigmoid_golden`). They need ``config.sigmoid_unit``. The
-#: others run softmax, the state after start, and get no MODE.
+#: The ``MODE`` fields of the cascades that need one, emitted after CAUSAL / WINDOW. ``sigmoid``:
+#: sigmoid scores with no running max; ``nonorm``: AV = RNV rounded to the output format
+#: (golden :func:`fusemax.sw.golden_variants.sigmoid_golden`); both need
+#: ``config.sigmoid_unit``. ``entropy``: softmax tiles that also accumulate RT, and AVs that also
+#: store the entropy H of their queries as line F of the output block (golden
+#: :func:`fusemax.sw.golden_variants.entropy_golden`); needs ``config.entropy_unit``
+#: (:data:`MODE_UNITS`). The others run softmax, the state after start, and get no MODE.
 CASCADE_MODES = {"sigmoid-norm": {"sigmoid": 1, "nonorm": 0},
-                 "sigmoid-nonorm": {"sigmoid": 1, "nonorm": 1}}
+                 "sigmoid-nonorm": {"sigmoid": 1, "nonorm": 1},
+                 "attention-entropy": {"sigmoid": 0, "nonorm": 0, "entropy": 1}}
+
+#: MODE field -> (the config field of the unit it needs, what that unit is called).
+MODE_UNITS = {"sigmoid": ("sigmoid_unit", "the sigmoid unit"),
+              "nonorm": ("sigmoid_unit", "the sigmoid unit"),
+              "entropy": ("entropy_unit", "the entropy output")}
 
 #: Field limits of the schedule format (from the encoding table, not restated by hand).
 _MASK_M_BITS = sf.OPCODES["MASK"].fields["M"][1]
@@ -191,7 +205,8 @@ def check_cascade_mappable(cascade: str) -> str:
         f"cascade {checked.name} cannot be mapped: the sequencer binds only the Einsums of "
         f"attention-1pass (BQK, LM, SLN, SLD, SLNV on the 2D array; RM, PRM, SPD, RD, SPNV, RNV, "
         f"AV on the 1D array; attention-3pass runs them twice, sigmoid-norm and sigmoid-nonorm "
-        f"with sigmoid scores; flowformer-causal runs on the flow engine); {checked.name} is a different "
+        f"with sigmoid scores, attention-entropy with the RT accumulator and the entropy H; "
+        f"flowformer-causal runs on the flow engine); {checked.name} is a different "
         f"sequence of Einsums (docs/variants.md names the PE operations it lacks)")
 
 
@@ -205,7 +220,9 @@ class Layout:
 
     The schedule occupies lines [sched_base, sched_base + sched_lines), ``insns_per_line``
     instructions per line; then for every (b, h),
-    in order, P2 Q blocks of E lines, M1 K/V chunks of E + F lines, P2 output blocks of F lines.
+    in order, P2 Q blocks of E lines, M1 K/V chunks of E + F lines, P2 output blocks of
+    ``out_lines`` lines: F output lines, and with ``MODE entropy=1`` (attention-entropy) one
+    more, line F, holding the entropy H of the block's queries (lane c: query p_base + c).
     """
 
     config_name: str
@@ -216,6 +233,19 @@ class Layout:
     sched_base: int
     sched_lines: int
     data_base: int
+    out_lines: int = 0  #: lines per output block: F (0 gives F), or F + 1 with the entropy H
+
+    def __post_init__(self):
+        if self.out_lines == 0:
+            object.__setattr__(self, "out_lines", self.shape.F)
+        if self.out_lines not in (self.shape.F, self.shape.F + 1):
+            raise FuseMaxError(f"an output block holds F = {self.shape.F} lines (F + 1 with the "
+                               f"entropy H), not {self.out_lines}")
+
+    @property
+    def has_entropy(self) -> bool:
+        """Whether each output block ends with the H line (``MODE entropy=1``)."""
+        return self.out_lines == self.shape.F + 1
 
     @property
     def P2(self) -> int:
@@ -232,7 +262,7 @@ class Layout:
     @property
     def bh_lines(self) -> int:
         s = self.shape
-        return self.P2 * s.E + self.M1 * (s.E + s.F) + self.P2 * s.F
+        return self.P2 * s.E + self.M1 * (s.E + s.F) + self.P2 * self.out_lines
 
     def bh_base(self, b: int, h: int) -> int:
         return self.data_base + (b * self.shape.H + h) * self.bh_lines
@@ -245,7 +275,13 @@ class Layout:
 
     def out_addr(self, b: int, h: int, i: int) -> int:
         s = self.shape
-        return self.bh_base(b, h) + self.P2 * s.E + self.M1 * self.chunk_lines + i * s.F
+        return self.bh_base(b, h) + self.P2 * s.E + self.M1 * self.chunk_lines + i * self.out_lines
+
+    def h_addr(self, b: int, h: int, i: int) -> int:
+        """The H line of output block ``i`` (line F of the block; only with the entropy H)."""
+        if not self.has_entropy:
+            raise FuseMaxError("this layout has no entropy line (the schedule has no MODE entropy=1)")
+        return self.out_addr(b, h, i) + self.shape.F
 
     @property
     def n_lines(self) -> int:
@@ -253,12 +289,14 @@ class Layout:
 
     @property
     def output_range(self) -> tuple[int, int]:
-        """[lo, hi): the smallest line range holding every output block."""
+        """[lo, hi): the smallest line range holding every output block (H lines included)."""
         s = self.shape
-        return self.out_addr(0, 0, 0), self.out_addr(s.B - 1, s.H - 1, self.P2 - 1) + s.F
+        return self.out_addr(0, 0, 0), self.out_addr(s.B - 1, s.H - 1, self.P2 - 1) + self.out_lines
 
     def regions(self) -> list[dict]:
-        """Every region, in address order: kind, b, h, index, addr, lines, and what it holds."""
+        """Every region, in address order: kind, b, h, index, addr, lines, and what it holds
+        (kinds: schedule, Q, KV, out (F lines), H (the entropy line after each output block,
+        only with ``MODE entropy=1``))."""
         s = self.shape
         out = [{"kind": "schedule", "addr": self.sched_base, "lines": self.sched_lines}]
         for b in range(s.B):
@@ -271,8 +309,12 @@ class Layout:
                                 "lines": self.chunk_lines,
                                 "keys": [j * self.rows, min(s.M, (j + 1) * self.rows)]})
                 for i in range(self.P2):
+                    queries = [i * self.cols, min(s.P, (i + 1) * self.cols)]
                     out.append({"kind": "out", "b": b, "h": h, "index": i, "addr": self.out_addr(b, h, i),
-                                "lines": s.F, "queries": [i * self.cols, min(s.P, (i + 1) * self.cols)]})
+                                "lines": s.F, "queries": queries})
+                    if self.has_entropy:
+                        out.append({"kind": "H", "b": b, "h": h, "index": i,
+                                    "addr": self.h_addr(b, h, i), "lines": 1, "queries": queries})
         return out
 
     def as_dict(self, regions: bool = False) -> dict:
@@ -280,6 +322,7 @@ class Layout:
              "cols": self.cols, "mem_lanes": self.mem_lanes, "M1": self.M1, "P2": self.P2, "P1": 1,
              "sched_base": self.sched_base, "sched_lines": self.sched_lines,
              "data_base": self.data_base, "bh_lines": self.bh_lines, "n_lines": self.n_lines,
+             "out_lines": self.out_lines, "entropy_line": self.has_entropy,
              "output_range": list(self.output_range)}
         if regions:
             d["regions"] = self.regions()
@@ -394,13 +437,19 @@ class Schedule:
         return self.cascade in FLOW_CASCADES
 
     @property
+    def entropy(self) -> bool:
+        """Whether the tiles also accumulate RT and every AV stores the entropy H (``MODE
+        entropy=1``, attention-entropy): output blocks of F + 1 lines."""
+        return bool(self.mode.get("entropy"))
+
+    @property
     def score_function(self) -> str:
-        """What the tiles compute: ``softmax``, ``sigmoid, normalised`` or ``sigmoid, no norm``
-        (``flow`` for the flow engine's cascade)."""
+        """What the tiles compute: ``softmax``, ``softmax, entropy H``, ``sigmoid, normalised``
+        or ``sigmoid, no norm`` (``flow`` for the flow engine's cascade)."""
         if self.is_flow:
             return "flow"
         if not self.mode.get("sigmoid"):
-            return "softmax"
+            return "softmax, entropy H" if self.entropy else "softmax"
         return "sigmoid, no norm" if self.mode.get("nonorm") else "sigmoid, normalised"
 
     @property
@@ -448,7 +497,9 @@ class Schedule:
                                      if self.tiles_skipped else ""),
             f"; memory: {L.n_lines} lines of {L.mem_lanes} x 16 bits; schedule at "
             f"[{L.sched_base}, {L.sched_base + L.sched_lines}) ({self.insns_per_line} per line); outputs in "
-            f"[{L.output_range[0]}, {L.output_range[1]})",
+            f"[{L.output_range[0]}, {L.output_range[1]})"
+            + (f", blocks of F + 1 = {L.out_lines} lines (line {s.F}: H of each query, s16.11 nats)"
+               if L.has_entropy else ""),
         ]
         return self._listing(head)
 
@@ -480,6 +531,9 @@ class Schedule:
             where = f"b{r['b']} h{r['h']}"
             if r["kind"] == "KV":
                 what = f"K/V chunk {r['index']}: keys {r['keys'][0]}..{r['keys'][1] - 1} (K lines 0..{s.E - 1}, V lines {s.E}..{s.E + s.F - 1})"
+            elif r["kind"] == "H":
+                what = (f"entropy H of output block {r['index']}: queries "
+                        f"{r['queries'][0]}..{r['queries'][1] - 1}")
             else:
                 what = (f"{'Q block' if r['kind'] == 'Q' else 'output block'} {r['index']}: "
                         f"queries {r['queries'][0]}..{r['queries'][1] - 1}")
@@ -501,9 +555,11 @@ class Schedule:
             loads = s.B * s.H * (L.P2 * (s.E + lat) + L.M1 * (s.E + s.F + lat) + L.P2 * (s.F + lat))
             est = self.flow_tokens * token + loads + len(self.instructions) * (lat + 4)
             return 4 * est + 10_000
-        tile = s.E + s.F + 2 * n.exp_cycles + 4 * (c.row_bits + 4) + 32
+        tile = s.E + s.F + 2 * n.exp_cycles + 4 * (c.row_bits + 4) + 32 + int(self.entropy)
         load = (s.E + s.F) + lat
         av = s.F * (n.div_cycles + 2) + s.F + lat + 16
+        if self.entropy:  # the entropy finisher (log2, multiply, divide) per query, and the H line
+            av += c.cols * (2 * n.div_cycles + 64) + lat + 16
         ldq = s.E + lat
         blocks = s.B * s.H * self.layout.P2
         est = self.tiles * (tile + load) + blocks * (av + ldq) + len(self.instructions) * (lat + 4)
@@ -514,19 +570,21 @@ class Schedule:
 BINDINGS = ("fusemax", "architecture")
 
 
-def _start_schedule(config: FuseMaxConfig, s: Shape, n_instr: int, sched_base: int):
-    """The layout of a schedule of ``n_instr`` instructions (FuseMaxError when the image does not
-    fit the address space), its instruction and note lists, and ``emit(op, note, **fields)``
-    (range-checked), with HDR and SHAPE emitted."""
+def _start_schedule(config: FuseMaxConfig, s: Shape, n_instr: int, sched_base: int,
+                    out_lines: int = 0):
+    """The layout of a schedule of ``n_instr`` instructions with output blocks of ``out_lines``
+    lines (0: F) (FuseMaxError when the image does not fit the address space), its instruction
+    and note lists, and ``emit(op, note, **fields)`` (range-checked), with HDR and SHAPE
+    emitted."""
     rows, cols = config.rows, config.cols
     P2, M1 = -(-s.P // cols), -(-s.M // rows)
     n_lines = -(-n_instr // sf.insns_per_line(config.mem_lanes))
     layout = Layout(config.name, s, rows, cols, config.mem_lanes, sched_base, n_lines,
-                    sched_base + n_lines)
+                    sched_base + n_lines, out_lines)
     if layout.n_lines > (1 << config.mem_addr_width):
         raise FuseMaxError(
             f"the memory image needs {layout.n_lines} lines (schedule {n_instr}, "
-            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{s.F})) but config "
+            f"{s.B * s.H} x (Q {P2}x{s.E} + K/V {M1}x{s.E + s.F} + output {P2}x{layout.out_lines})) but config "
             f"{config.name} addresses 2^{config.mem_addr_width} = {1 << config.mem_addr_width} lines "
             f"(mem_addr_width {config.mem_addr_width}); use a smaller B, H or M, or a config with a "
             f"wider mem_addr_width")
@@ -559,6 +617,10 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     ``flowformer-causal`` (a design with ``flow_unit``; ``clamp`` the bound c of the conserved
     source, default :data:`~fusemax.sw.golden_variants.FLOW_CLAMP`): see :func:`_compile_flow`.
 
+    The cascades of :data:`CASCADE_MODES` get their ``MODE`` after CAUSAL / WINDOW and need the
+    unit of :data:`MODE_UNITS`; ``attention-entropy`` (``MODE sigmoid=0 nonorm=0 entropy=1``)
+    lays out output blocks of F + 1 lines (line F: the H of the block's queries).
+
     Raises FuseMaxError naming the obstacle when the shape does not fit the configuration.
     """
     if binding not in BINDINGS:
@@ -570,14 +632,17 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     if clamp is not None:
         raise FuseMaxError(f"clamp is an option of {', '.join(FLOW_CASCADES)}, not of {cascade}")
     mode = CASCADE_MODES.get(cascade, {})
-    if mode.get("sigmoid") and not config.sigmoid_unit:
-        from fusemax.config import PRESETS
+    for name, on in mode.items():
+        unit, what = MODE_UNITS[name]
+        if on and not getattr(config, unit):
+            from fusemax.config import PRESETS
 
-        with_unit = [n for n, c in PRESETS.items() if c.sigmoid_unit]
-        raise FuseMaxError(
-            f"cascade {cascade} needs a design with the sigmoid unit (config sigmoid_unit = "
-            f"true, e.g. the presets {', '.join(with_unit)}); config {config.name} has none (its "
-            f"hardware would stop with error.config on MODE sigmoid=1)")
+            with_unit = [n for n, c in PRESETS.items() if getattr(c, unit)]
+            raise FuseMaxError(
+                f"cascade {cascade} needs a design with {what} (config {unit} = "
+                f"true, e.g. the presets {', '.join(with_unit)}); config {config.name} has none (its "
+                f"hardware would stop with error.config on MODE {name}=1)")
+    entropy = bool(mode.get("entropy"))
     shape = Shape.of(shape)
     _check_fits(config, shape)
     rows, cols = config.rows, config.cols
@@ -597,13 +662,18 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
     n_tiles = s.B * s.H * sum(tiles_per_block)
     n_instr = (4 + int(window > 0) + int(bool(mode))
                + s.B * s.H * sum(2 + 2 * t for t in tiles_per_block) + 1)
-    layout, ins, notes, emit = _start_schedule(config, s, n_instr, sched_base)
+    layout, ins, notes, emit = _start_schedule(config, s, n_instr, sched_base,
+                                               s.F + 1 if entropy else s.F)
     emit("MASK", f"M = {s.M} keys, P = {s.P} queries", M=s.M, P=s.P)
     emit("CAUSAL", "causal: query p sees key m <= p + M - P" if causal else "no causal mask",
          enable=int(causal))
     if window:
         emit("WINDOW", f"window: query p sees key m > p + M - P - {window}", W=window)
-    if mode:
+    if entropy:
+        emit("MODE", f"{cascade}: softmax scores; every tile also accumulates RT = sum of "
+             f"SLN·BQK (F + 1 SLNV steps), every AV also stores the entropy H of its queries "
+             f"(s16.11 nats) as line F = {s.F} of the output block", **mode)
+    elif mode:
         emit("MODE", f"{cascade}: sigmoid scores, no running max (PRM = 0 on a block's first "
              f"tile, 1 after), AV = " + ("RNV rounded to the output format" if mode["nonorm"]
                                          else "RNV / RD"), **mode)
@@ -672,12 +742,14 @@ def compile_schedule(config: FuseMaxConfig, shape, causal: bool = False,
         has_next = n + 1 < len(blocks)
         if has_next and T > 0:
             block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
-        note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}"
+        note = f"{where}: divide, store output of queries {p_lo}..{p_hi - 1}" + (
+            f" and their entropy H (line {layout.out_lines - 1})" if entropy else "")
         if per_sweep[i] < M1:
             gone = M1 - per_sweep[i]
             note += (f" ({'causal' if pattern is None else 'pattern'}: {gone} masked "
                      f"tile{'s' if gone != 1 else ''} skipped{' per pass' if sweeps > 1 else ''}"
-                     + (", no key visible: reset the state first: RD = 0, output 0" if T == 0 else "") + ")")
+                     + (", no key visible: reset the state first: RD = 0, output 0"
+                        + (", H 0" if entropy else "") if T == 0 else "") + ")")
         emit("AV", note, addr=layout.out_addr(b, h, i), first=int(T == 0))
         if has_next and T == 0:
             block_loads(blocks[n + 1], chunk, " (staged for its first TILE)")
@@ -860,10 +932,10 @@ class Program:
     def listing(self) -> str:
         return self.schedule.listing()
 
-    def decode_output(self, image: np.ndarray, base: int = 0) -> np.ndarray:
-        """Output codes (B, H, P, F) int64 from an image (or a dump whose first row is line
-        ``base``, e.g. the ``output_range`` dump)."""
-        L, s = self.layout, self.shape
+    def _codes(self, image: np.ndarray, base: int) -> np.ndarray:
+        """The image (or a dump starting at line ``base``) as sign-extended 16-bit codes,
+        checked to cover the output range."""
+        L = self.layout
         img = np.asarray(image)
         if img.ndim != 2 or img.shape[1] != L.mem_lanes:
             raise FuseMaxError(f"image must be (lines, {L.mem_lanes}), got {img.shape}")
@@ -871,7 +943,13 @@ class Program:
         if base > lo or base + img.shape[0] < hi:
             raise FuseMaxError(f"image lines [{base}, {base + img.shape[0]}) do not cover the "
                                f"outputs [{lo}, {hi})")
-        codes = img.astype(np.uint16).view(np.int16).astype(np.int64)
+        return img.astype(np.uint16).view(np.int16).astype(np.int64)
+
+    def decode_output(self, image: np.ndarray, base: int = 0) -> np.ndarray:
+        """Output codes (B, H, P, F) int64 from an image (or a dump whose first row is line
+        ``base``, e.g. the ``output_range`` dump)."""
+        L, s = self.layout, self.shape
+        codes = self._codes(image, base)
         out = np.zeros((s.B, s.H, L.P2 * L.cols, s.F), np.int64)
         for b in range(s.B):
             for h in range(s.H):
@@ -879,6 +957,27 @@ class Program:
                     a = L.out_addr(b, h, i) - base
                     out[b, h, i * L.cols:(i + 1) * L.cols, :] = codes[a:a + s.F, :L.cols].T
         return out[:, :, :s.P, :]
+
+    @property
+    def has_entropy(self) -> bool:
+        """Whether the program stores the entropy H (``MODE entropy=1``, attention-entropy)."""
+        return self.layout.has_entropy
+
+    def decode_entropy(self, image: np.ndarray, base: int = 0) -> np.ndarray:
+        """The entropy codes H (B, H, P) int64 (:data:`~fusemax.sw.golden_variants.ENTROPY_FORMAT`,
+        s16.11 nats) from an image or a dump starting at line ``base``: lane c of line F of
+        output block i is query i·cols + c. FuseMaxError when the schedule stores no H."""
+        L, s = self.layout, self.shape
+        if not L.has_entropy:
+            raise FuseMaxError(f"the schedule ({self.schedule.cascade}) stores no entropy H; "
+                               f"attention-entropy (MODE entropy=1) does")
+        codes = self._codes(image, base)
+        out = np.zeros((s.B, s.H, L.P2 * L.cols), np.int64)
+        for b in range(s.B):
+            for h in range(s.H):
+                for i in range(L.P2):
+                    out[b, h, i * L.cols:(i + 1) * L.cols] = codes[L.h_addr(b, h, i) - base, :L.cols]
+        return out[:, :, :s.P]
 
     def hex_text(self) -> str:
         return hex_lines(self.image)
@@ -1007,15 +1106,21 @@ def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
 def buffer_bytes(config: FuseMaxConfig) -> dict[str, int]:
     """On-chip storage of a configuration in bytes (none of it depends on M):
     Q buffer (max_e x cols Q' values), the three K/V slots (max_e K + max_f V lines of rows
-    values each), the RNV register files (max_f per 1D PE) and the RM (+ valid) / RD state;
-    with ``flow_unit``, the flow engine's memories (:func:`fusemax.hw.flow.flow_memories`)."""
+    values each), the RNV register files (max_f per 1D PE, + the RT entry with ``entropy_unit``)
+    and the RM (+ valid) / RD state; with ``entropy_unit``, the entropy finisher's capture
+    registers (:mod:`fusemax.hw.entropy`); with ``flow_unit``, the flow engine's memories
+    (:func:`fusemax.hw.flow.flow_memories`)."""
+    from fusemax.hw.pe1d import rf_depth
+
     n = config.numerics
     bits = {
         "q_buffer": config.max_e * config.cols * n.q.width,
         "kv_buffer": sf.KV_SLOTS * (config.max_e * config.rows * n.k.width + config.max_f * config.rows * n.v.width),
-        "rnv_regfile": config.cols * config.max_f * n.rnv.width,
+        "rnv_regfile": config.cols * rf_depth(config) * n.rnv.width,
         "rm_rd_state": config.cols * (n.score.width + 1 + n.rd.width),
     }
+    if config.entropy_unit:  # the finisher's copy of every lane's RM, RD, RT and the H line
+        bits["entropy_capture"] = config.cols * (n.score.width + n.rd.width + n.rnv.width + 16)
     if config.flow_unit:  # the flow engine's state and per-token vectors
         from fusemax.hw.flow import flow_memories
 

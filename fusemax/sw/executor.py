@@ -10,6 +10,18 @@ side is wrong (it keeps every tile's intermediates on request).
 No timing: the result has the counts the hardware's counters 4, 5, 16 and 17 must show
 (instructions, tiles, lines read, lines written) and the error flags it must raise.
 
+``MODE`` sets the score function of the tiles that follow (all bits 0 at start). ``sigmoid``
+(and ``nonorm``) need ``sigmoid_unit``, ``entropy`` needs ``entropy_unit``, and ``entropy``
+with ``sigmoid`` or ``nonorm`` is refused: each stops with ``error.config`` (checked in that
+order). With ``entropy = 1`` (attention-entropy) every TILE also updates the per-lane RT
+accumulator as :func:`fusemax.sw.golden._chunk` does (RT = requantize(round(Σ SLN·BQK →
+rnv.frac) + rescale(RT, PRM)) in the RNV format; its saturation -> ``rnv_saturated``; reset by
+TILE.first and, through PRM = 0, by TILE.restart), and every AV, after the F output lines at
+``addr``, stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
+(:func:`~fusemax.sw.golden_variants.entropy_codes` of RM (0 where not valid), RD, RT;
+s16.11 codes, lanes >= cols zero); its saturation -> ``out_saturated``, RD = 0 ->
+``div_by_zero`` (lanes p < P only). Lines written per output block: F + 1.
+
 ``FLOWC`` / ``FLOW`` (causal Flow-Attention, a design with ``flow_unit``) run
 :func:`~fusemax.sw.golden_variants.flow_token_step` token by token (the operation twins of the
 flow engine; the golden's loop body): Q from the Q buffer's lanes, K and V from a K/V slot's
@@ -32,7 +44,7 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw import numerics as nm
 from fusemax.sw import schedule as sf
 from fusemax.sw.golden_variants import (
-    FlowConsts, FlowState, flow_token_step, new_flow_counters, sigmoid_codes,
+    FlowConsts, FlowState, entropy_codes, flow_token_step, new_flow_counters, sigmoid_codes,
 )
 
 __all__ = ["ERROR_BITS", "decode_errors", "ExecResult", "execute"]
@@ -91,7 +103,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     E = F = M = P = 0
     causal = False
     window = 0  # WINDOW.W: 0 = off
-    sigmoid = nonorm = False  # MODE
+    sigmoid = nonorm = entropy = False  # MODE
     one = np.int64(1) << np.int64(nc.exp.frac)  # PRM = 1.0
     one_rd = np.int64(1) << np.int64(nc.rd.frac)  # AV's divisor with nonorm
     shape_ok = False
@@ -103,6 +115,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     RMv = np.zeros(C, bool)
     RD = np.zeros(C, np.int64)
     RNV = np.zeros((C, max(config.max_f, 1)), np.int64)
+    RT = np.zeros(C, np.int64)  # MODE entropy: Σ SLN·BQK, rescaled like RNV (RNV codes)
     # the flow engine (FLOWC, FLOW): clamp code, state, token index, output buffer [f, c]
     flow_c2 = 0
     flow_state = None
@@ -116,13 +129,14 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
         return signed[addr:addr + count].astype(np.int64)
 
     def store(op: str, at: int, addr: int, codes) -> None:
-        """Write the (F, C) output codes as F lines at ``addr`` (lanes >= C zero)."""
-        if addr + F > n_lines:
-            raise FuseMaxError(f"{op} at line {at} writes [{addr}, {addr + F}) past the image")
-        out = np.zeros((F, lanes), np.uint16)
+        """Write the (n, C) output codes as n lines at ``addr`` (lanes >= C zero)."""
+        n = len(codes)
+        if addr + n > n_lines:
+            raise FuseMaxError(f"{op} at line {at} writes [{addr}, {addr + n}) past the image")
+        out = np.zeros((n, lanes), np.uint16)
         out[:, :C] = (np.asarray(codes) & 0xFFFF).astype(np.uint16)
-        img[addr:addr + F] = out
-        res.lines_written += F
+        img[addr:addr + n] = out
+        res.lines_written += n
 
     def stop(bit: str, pc: int, why: str) -> ExecResult:  # pc: instruction index
         res.error |= 1 << _BIT[bit]
@@ -169,7 +183,13 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             if (a["sigmoid"] or a["nonorm"]) and not config.sigmoid_unit:
                 return stop("config", pc, f"MODE sigmoid={a['sigmoid']} nonorm={a['nonorm']} on "
                             f"config {config.name}, which has no sigmoid unit")
-            sigmoid, nonorm = bool(a["sigmoid"]), bool(a["nonorm"])
+            if a["entropy"] and not config.entropy_unit:
+                return stop("config", pc, f"MODE entropy=1 on config {config.name}, which has no "
+                            f"entropy output (entropy_unit)")
+            if a["entropy"] and (a["sigmoid"] or a["nonorm"]):
+                return stop("config", pc, f"MODE entropy=1 with sigmoid={a['sigmoid']} "
+                            f"nonorm={a['nonorm']}: the entropy is that of softmax attention")
+            sigmoid, nonorm, entropy = bool(a["sigmoid"]), bool(a["nonorm"]), bool(a["entropy"])
         elif op in ("FLOWC", "FLOW") and not config.flow_unit:
             return stop("config", pc, f"{op} on config {config.name}, which has no flow engine "
                         f"(flow_unit)")
@@ -196,6 +216,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RM[:] = 0
             RD[:] = 0
             RNV[:] = 0
+            RT[:] = 0
         if op == "LDKV":
             kv = read(a["addr"], E + F)
             slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())
@@ -241,14 +262,24 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
                 nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode) + spnv,
                 nc.rnv.frac, nc.rnv, mode)
             flag("rnv_saturated", (f3 | f4) & real[:, None])
+            # (MODE entropy) SLNQ, RT: one more SLNV step with BQK as the value
+            rt_new = RT
+            if entropy:
+                slnq = (sln * bqk).sum(1)  # exact; masked keys have SLN = 0
+                spt, f5 = nm.rescale(RT, prm, nc.exp.frac, nc.rnv, mode)
+                rt_new, f6 = nm.requantize(
+                    nm.round_shift_to(slnq, nc.exp.frac + nc.score.frac, nc.rnv.frac, mode) + spt,
+                    nc.rnv.frac, nc.rnv, mode)
+                flag("rnv_saturated", (f5 | f6) & real)
             if res.trace is not None:
                 res.trace.append({"pc": pc, "p_base": p_base, "m_base": m_base, "valid": valid.copy(),
                                   "BQK": bqk, "LM": lm, "LM_valid": lmv, "RM_old": RM.copy(),
                                   "RM_old_valid": RMv.copy(), "RM": rm_new, "RM_valid": rm_new_v,
                                   "PRM": prm, "SLN": sln, "SLD": sld, "SPD": spd, "RD": rd_new,
-                                  "SLNV": slnv, "SPNV": spnv, "RNV": rnv_new})
+                                  "SLNV": slnv, "SPNV": spnv, "RNV": rnv_new,
+                                  **({"SLNQ": slnq, "SPT": spt, "RT": rt_new} if entropy else {})})
             # 7.
-            RM, RMv, RD = rm_new, rm_new_v, rd_new
+            RM, RMv, RD, RT = rm_new, rm_new_v, rd_new, np.array(rt_new)
             RNV[:, :F] = rnv_new
             res.tiles += 1
         elif op == "AV":
@@ -258,7 +289,13 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             real = (p_base + np.arange(C)) < P
             flag("out_saturated", s_out & real[:, None])
             flag("div_by_zero", dz & real[:, None])
-            store("AV", line, a["addr"], av.T)
+            lines = av.T
+            if entropy:  # the entropy finisher: H of every lane as line F
+                h, h_sat, h_dz = entropy_codes(np.where(RMv, RM, 0), RD, RT, nc)
+                flag("out_saturated", h_sat & real)
+                flag("div_by_zero", h_dz & real)
+                lines = np.concatenate([lines, h[None, :]], axis=0)
+            store("AV", line, a["addr"], lines)
         elif op == "FLOW":
             if slots[a["slot"]] is None:
                 raise FuseMaxError(f"FLOW at line {line} reads slot {a['slot']}, never loaded")

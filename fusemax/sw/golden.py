@@ -249,20 +249,27 @@ def _empty_state(B, H, P, F):
             "RT": np.zeros((B, H, P), np.int64)}
 
 
-def _chunk(state, bqk, valid, vt, nc, entropy: bool):
-    """One chunk of Einsums 45-54 (and the entropy accumulator) for every lane; ``bqk`` (B,H,P,r)
-    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes. Returns the new
-    state (the caller keeps the old one in lanes that skip the tile)."""
-    mode = nc.rounding
+def _chunk_exps(state, bqk, valid, nc):
+    """Einsums 45-49 of one chunk for every lane: ``(rm_new, rm_new_valid, sln, prm)`` from the
+    state's RM, the score codes ``bqk`` (B,H,P,r) and ``valid`` (broadcastable to it)."""
     valid = np.broadcast_to(valid, bqk.shape)
     lmv = valid.any(-1)
     lm = np.where(valid, bqk, np.int64(nc.score.min_code)).max(-1)
     rm_new, rm_new_v = nm.max_valid(state["RM"], state["RMv"], lm, lmv)
     rm_new = np.where(rm_new_v, rm_new, 0)
     sln = nm.exp2(nm.sub(bqk, rm_new[..., None]), ~valid | ~rm_new_v[..., None], nc)
+    prm = nm.exp2(nm.sub(state["RM"], rm_new), ~state["RMv"], nc)
+    return rm_new, rm_new_v, sln, prm
+
+
+def _chunk(state, bqk, valid, vt, nc, entropy: bool):
+    """One chunk of Einsums 45-54 (and the entropy accumulator) for every lane; ``bqk`` (B,H,P,r)
+    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes. Returns the new
+    state (the caller keeps the old one in lanes that skip the tile)."""
+    mode = nc.rounding
+    rm_new, rm_new_v, sln, prm = _chunk_exps(state, bqk, valid, nc)
     sld = sln.sum(-1)
     slnv = sln @ vt
-    prm = nm.exp2(nm.sub(state["RM"], rm_new), ~state["RMv"], nc)
     sld_rd = nm.round_shift_to(sld, nc.exp.frac, nc.rd.frac, mode)
     slnv_r = nm.round_shift_to(slnv, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
     spd, f1 = nm.rescale(state["RD"], prm, nc.exp.frac, nc.rd, mode)

@@ -12,8 +12,9 @@ function                   what it adds to the FuseMax datapath                 
                            entropy accumulator (the common core)
 :func:`softmax1_golden`    state (RM, RD, RNV) = (0 valid, 1.0, 0) before the first chunk  yes (1)
 :func:`kv_bias_golden`     state = one chunk holding only the bias key k*, value v* (or 0) yes (1)
-:func:`entropy_golden`     RT += round(Σ SLN·BQK) + rescale(RT, PRM) (an RNV-like entry   no
+:func:`entropy_golden`     RT += round(Σ SLN·BQK) + rescale(RT, PRM) (an RNV-like entry   yes (6)
                            whose "value" is the score); H from RM, RD, RT with a log2 unit
+                           (:func:`entropy_codes`)
 :func:`local_golden`       the plain golden under a sliding-window mask; only the tiles of yes (2)
                            :func:`~fusemax.sw.patterns.tiles_touched` count as run
 :func:`routing_golden`     the plain golden on the gathered layout under a block-diagonal  yes (3)
@@ -21,6 +22,9 @@ function                   what it adds to the FuseMax datapath                 
 :func:`sigmoid_golden`     SN = sigmoid(BQK) from exp2 + divide; RNV (and RD) plain sums   yes (4)
 :func:`flowformer_causal_golden`  the causal Flow-Attention recurrence, token by token      yes (5)
                            (:func:`flow_token_step`, one token of it)
+:func:`flowformer_golden`  non-causal Flowformer with the causal engine's operations      no
+:func:`act_golden`         ACT: pass 1 FuseMax, pass 2 column sums of exp2(BQK − RM)/RD    no
+                           and the sink test, pass 3 split accumulators (sink, non-sink)
 =========================  ============================================================  ========
 
 (1) With the bias token prepended to K and V as key 0 (``method="prepend"``, what the RTL runs:
@@ -29,12 +33,14 @@ boundaries fall (a few output codes by 1 LSB), and equals it bit for bit when ``
 (2) The tile list and ``CAUSAL 1``, ``WINDOW W``. (3) When the cluster size is a multiple of
 rows and cols (every tile of the diagonal blocks is full: no mask). (4) On a design with
 ``sigmoid_unit`` (``MODE``; :mod:`fusemax.hw.arith.sigmoid`). (5) On a design with ``flow_unit``
-(``FLOWC``, ``FLOW``: the schedule executor runs :func:`flow_token_step` per token).
+(``FLOWC``, ``FLOW``: the schedule executor runs :func:`flow_token_step` per token). (6) On a
+design with ``entropy_unit`` (``MODE entropy=1``: the RT step on the MAC, the entropy finisher
+:mod:`fusemax.hw.entropy`, which runs :func:`entropy_codes`).
 
 New operations, modelled bit-exactly here: :func:`sigmoid_codes` (``Exp2`` of −|x| and one
 divide; in the 2D PE with ``sigmoid_unit``) and :func:`log2_codes` (a leading-one detector, a
-shift and a Horner polynomial on the mantissa, like ``Exp2``; the standalone
-:class:`fusemax.hw.arith.Log2`, not in the design). Divides of other formats than RNV/RD
+shift and a Horner polynomial on the mantissa, like ``Exp2``; the
+:class:`fusemax.hw.arith.Log2` of the entropy finisher). Divides of other formats than RNV/RD
 use the same ``Divider`` twin (:func:`divide_codes`).
 """
 
@@ -52,17 +58,19 @@ from fusemax.hw.formats import FixedFormat
 from fusemax.sw import numerics as nm
 from fusemax.sw.attention_io import attention_dims, bias_vector, prepend_bias
 from fusemax.sw.golden import (
-    LOG2E, GoldenResult, Mask, _chunk, _count, _empty_state, _score_chunks, attention_1pass,
-    causal_mask, check_saturation, fusemax_state, prepare_inputs,
+    LOG2E, GoldenResult, Mask, _chunk, _chunk_exps, _count, _empty_state, _score_chunks,
+    attention_1pass, causal_mask, check_saturation, fusemax_state, prepare_inputs,
 )
 from fusemax.sw.patterns import Pattern, Routing, sliding_window, tiles_touched
 
 __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
-    "divide_codes", "sigmoid_codes", "log2_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
+    "divide_codes", "sigmoid_codes", "log2_codes", "entropy_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
     "FLOW_FORMAT", "FLOW_CLAMP", "FLOW_MAX_N", "flowformer_golden", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
     "flow_quantize", "flow_token_step", "new_flow_counters",
+    "act_golden", "act_codes", "ACT_RINV_FORMAT", "ACT_CSUM_FORMAT", "ACT_GAIN_FORMAT",
+    "ACT_NUM_WIDTH", "ACT_SAT_ROLES",
 ]
 
 #: log2(1 + u) ~ c1 u + ... + c5 u^5 on [0, 1] (max error 1.4e-5), Horner in frac-16 codes.
@@ -260,6 +268,30 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
 
 # ------------------------------------------------------------------ entropy
 
+def entropy_codes(rm, rd, rt, nc: NumericsConfig):
+    """The entropy H of each query from its final state (the entropy finisher's operations):
+    ``rm`` running max (score codes; 0 where it is not valid), ``rd`` running denominator
+    (RD codes), ``rt`` the RT accumulator (RNV codes). N = RM·RD − RT (exact, score.width +
+    rd.width + 1 bits), D = divide(N, RD) into :data:`ENTROPY_BITS_FORMAT`, L = log2(RD)
+    (:func:`log2_codes`), H₂ = L + D in bits, H = round(H₂·round(ln 2·2^exp.frac)) in
+    :data:`ENTROPY_FORMAT` nats; 0 where RD = 0. Returns ``(h, saturated, div_by_zero)``
+    (``saturated`` excludes the divides by zero)."""
+    mode = nc.rounding
+    rm, rd, rt = (np.asarray(x, np.int64) for x in (rm, rd, rt))
+    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
+    num = (rm * rd) << np.int64(f_n - nc.score.frac - nc.rd.frac)
+    num = num - (rt << np.int64(f_n - nc.rnv.frac))
+    width = nc.score.width + nc.rd.width + 1
+    bits = ENTROPY_BITS_FORMAT
+    d, f1, dz = divide_codes(num, f_n, rd, nc.rd.frac, bits, nc, num_width=width,
+                             den_width=nc.rd.width)
+    lg = log2_codes(rd, nc.rd.frac, mode, bits.frac)
+    h2, f2 = nm.requantize(lg + d, bits.frac, bits, mode)
+    ln2 = np.int64(round(math.log(2.0) * (1 << nc.exp.frac)))
+    h, f3 = nm.requantize(h2 * ln2, bits.frac + nc.exp.frac, ENTROPY_FORMAT, mode)
+    return np.where(dz, 0, h), (f1 | f2 | f3) & ~dz, dz
+
+
 def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = True,
                    mask: Mask | None = None) -> VariantGolden:
     """Attention and its entropy in one pass, bit-exact (the cascade attention-entropy).
@@ -272,26 +304,13 @@ def entropy_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = Tr
     ``mask`` replaces the causal mask when given."""
     qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
     nc = config.numerics
-    mode = nc.rounding
     if mask is None and causal:
         mask = causal_mask(P, M)
     state, sat2 = fusemax_state(qc, kc, vc, config, mask, entropy=True)
     sat.update(sat2)
     rm = np.where(state["RMv"], state["RM"], 0)
-    rd, rt = state["RD"], state["RT"]
-    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
-    num = (rm * rd) << np.int64(f_n - nc.score.frac - nc.rd.frac)
-    num = num - (rt << np.int64(f_n - nc.rnv.frac))
-    width = nc.score.width + nc.rd.width + 1
-    bits = ENTROPY_BITS_FORMAT
-    d, f1, dz = divide_codes(num, f_n, rd, nc.rd.frac, bits, nc, num_width=width,
-                             den_width=nc.rd.width)
-    lg = log2_codes(rd, nc.rd.frac, mode, bits.frac)
-    h2, f2 = nm.requantize(lg + d, bits.frac, bits, mode)
-    ln2 = np.int64(round(math.log(2.0) * (1 << nc.exp.frac)))
-    h, f3 = nm.requantize(h2 * ln2, bits.frac + nc.exp.frac, ENTROPY_FORMAT, mode)
-    h = np.where(dz, 0, h)
-    sat["entropy"] = int(np.count_nonzero((f1 | f2 | f3) & ~dz))
+    h, h_sat, dz = entropy_codes(rm, state["RD"], state["RT"], nc)
+    sat["entropy"] = int(np.count_nonzero(h_sat))
     grid = _grid(B, H, P, M, config)
     r = _finish("entropy", state, sat, config, scale, grid, grid,
                 {"H": ENTROPY_FORMAT.to_float(h), "H_codes": h})
@@ -673,3 +692,201 @@ def flowformer_causal_golden(q, k, v, config: FuseMaxConfig, clamp: float = FLOW
     return VariantGolden("flowformer-causal", nc.out.to_float(out), out, sat,
                          counters["div_zero"], config.name, 1.0, M * B * H, M * B * H, {},
                          state.as_dict())
+
+
+# ------------------------------------------------------------------ ACT (attention calibration)
+
+#: Reciprocal 1/RD of each query's final denominator (pass 2; one 1D divide per query, then a
+#: multiply per score instead of a divide): u32.30, range [0, 4) (RD >= 1 up to rounding, so
+#: 1/RD <= 1); its relative error is at most 2^-31·RD (1.5e-8 at RD = 64).
+ACT_RINV_FORMAT = FixedFormat(32, 30, signed=False)
+#: Column sums CSUM[m] = Σ_p A[p,m] of the normalised map (pass 2): u48.24. Each product
+#: A·(1/RD) is rounded once to 24 fraction bits (error <= 2^-25 per query), then summed
+#: exactly; CSUM[m] <= (queries that see key m) <= P, so the 24 integer bits hold P < 2^24
+#: queries (larger P saturates and is counted under ``csum``). τ is a code of the same format.
+ACT_CSUM_FORMAT = FixedFormat(48, 24, signed=False)
+#: Gain g = (RD − β·SS) / (RD − SS) of the non-sink weights (pass 3 finisher, one divide per
+#: query): u23.15, range [1, 256) for β in [0, 1]; β is a code with the same 15 fraction bits
+#: (0.4 -> 13107/2^15). 23 bits so that the product RN·g of an ``rnv``-format numerator (s40)
+#: fits a signed 63-bit product (the int64 twin); its value is bounded anyway (RN·g/2^15 ~
+#: (RN/NS)·(RD − β·SS) <= max|V|·RD). g saturates (counted under ``gain``) only at a sink
+#: share SS/RD >= 255/(256 − β) (99.77 % of a query's mass at β = 0.4). Its rounding adds at
+#: most max|V|·(NS/RD)·2^-16 to an output.
+ACT_GAIN_FORMAT = FixedFormat(23, 15, signed=False)
+#: Width of the output divide's numerator N = RN·g + β·RS (exact, fraction bits rnv.frac +
+#: ACT_GAIN_FORMAT.frac): the widest numerator the ``Divider`` twin takes with no left shift
+#: (60 + 2 guard bits = 62); saturation is counted under ``num``.
+ACT_NUM_WIDTH = 60
+#: Saturation roles of :func:`act_golden` beyond :data:`~fusemax.sw.golden.SAT_ROLES`.
+ACT_SAT_ROLES = ("rinv", "csum", "ss", "rs", "gain", "num")
+
+
+def _act_chunk(state, bqk, valid, vt, sink, nc):
+    """One chunk of pass 3 (the split-accumulator FuseMax) for every lane: ``bqk`` (B,H,P,r)
+    score codes, ``valid`` broadcastable to it, ``vt`` (B,H,r,F) value codes, ``sink``
+    (B,H,r) the keys' S bits. The running max, SLN and PRM are :func:`~fusemax.sw.golden._chunk`'s;
+    SLN is split by the key's bit into the sink part (SS, RS) and the rest (RN); RD sums both.
+    RD, SS (rd format) and RN, RS (rnv format) are each rounded and rescaled by the same PRM
+    exactly as RD and RNV are (so with no sink RD and RN are the plain golden's, bit for bit).
+    Returns ``(new state, saturation flags per role)``."""
+    mode = nc.rounding
+    rm_new, rm_new_v, sln, prm = _chunk_exps(state, bqk, valid, nc)
+    sln_s = np.where(sink[:, :, None, :], sln, 0)   # the select on the key's S bit
+    sln_n = sln - sln_s
+    new = {"RM": rm_new, "RMv": rm_new_v}
+    flags = {}
+    for name, role, part in (("RD", "rd", sln), ("SS", "ss", sln_s)):
+        part_r = nm.round_shift_to(part.sum(-1), nc.exp.frac, nc.rd.frac, mode)
+        spd, f1 = nm.rescale(state[name], prm, nc.exp.frac, nc.rd, mode)
+        new[name], f2 = nm.requantize(part_r + spd, nc.rd.frac, nc.rd, mode)
+        flags[role] = f1 | f2
+    for name, role, part in (("RN", "rnv", sln_n), ("RS", "rs", sln_s)):
+        part_r = nm.round_shift_to(part @ vt, nc.exp.frac + nc.v.frac, nc.rnv.frac, mode)
+        spnv, f3 = nm.rescale(state[name], prm[..., None], nc.exp.frac, nc.rnv, mode)
+        new[name], f4 = nm.requantize(part_r + spnv, nc.rnv.frac, nc.rnv, mode)
+        flags[role] = f3 | f4
+    return new, flags
+
+
+def act_codes(rd, ss, rn, rs, beta_code: int, nc: NumericsConfig):
+    """The ACT output finisher (1D, per query, then per output element) from the final pass-3
+    state: ``rd``, ``ss`` (B,H,P) rd codes, ``rn``, ``rs`` (B,H,P,F) rnv codes, β as a code
+    with ``ACT_GAIN_FORMAT.frac`` fraction bits.
+
+    NS = RD − SS (exact); G = (RD·2^gf − β·SS) exact (frac rd.frac + gf); g = divide(G, NS)
+    into :data:`ACT_GAIN_FORMAT`; N = RN·g + RS·β exact (frac rnv.frac + gf), saturated to
+    :data:`ACT_NUM_WIDTH` bits; OUT = divide(N, RD) into ``out``. With SS = 0 (no sink, or row
+    0, which sees key 0 only and key 0 is never a sink), g = 1.0 exactly and N = RN·2^gf, so
+    OUT is the rounded quotient RN / RD of the plain divide, bit for bit. NS = 0 (every
+    non-sink weight underflowed) gives g = 0 (counted as a divide by zero): the redistributed
+    mass is lost. Returns ``(out codes, {role: saturated flags}, divide-by-zero count)``."""
+    gf = ACT_GAIN_FORMAT.frac
+    rd, ss = np.asarray(rd, np.int64), np.asarray(ss, np.int64)
+    rn, rs = np.asarray(rn, np.int64), np.asarray(rs, np.int64)
+    beta = np.int64(beta_code)
+    ns = nm.sub(rd, ss)
+    g_num = nm.sub(rd << np.int64(gf), ss * beta)
+    w = nc.rd.width + gf + 2
+    g, f_g, dz_g = divide_codes(g_num, nc.rd.frac + gf, ns, nc.rd.frac, ACT_GAIN_FORMAT, nc,
+                                num_width=w, den_width=nc.rd.width + 1)
+    num_fmt = FixedFormat(ACT_NUM_WIDTH, nc.rnv.frac + gf)
+    num, f_n = nm.requantize(rn * g[..., None] + rs * beta, num_fmt.frac, num_fmt, nc.rounding)
+    out, f_o, dz_o = divide_codes(num, num_fmt.frac, np.broadcast_to(rd[..., None], num.shape),
+                                  nc.rd.frac, nc.out, nc, num_width=ACT_NUM_WIDTH,
+                                  den_width=nc.rd.width)
+    flags = {"gain": f_g, "num": f_n, "out": f_o}
+    return out, flags, int(np.count_nonzero(dz_g)) + int(np.count_nonzero(dz_o))
+
+
+def act_golden(q, k, v, config: FuseMaxConfig, scale=None, causal: bool = True,
+               beta: float = 0.4, tau: float = 0.1) -> VariantGolden:
+    """ACT attention calibration (GATECH-EIC/ACT ``atten_process_eval``; the cascade
+    act-calibration), bit-exact, as three dense passes over the chunks of ``config.rows`` keys
+    of the causal T x T map (P = M = T; every lane of a chunk at once, like
+    :func:`fusemax_state`). Reference: :func:`fusemax.sw.variants.act_calibration`.
+
+    =======  =================================================================================
+    pass 1   the plain FuseMax 1-pass (:func:`fusemax_state`): final RM (score codes), RD
+    pass 2   RINV = divide(1, RD) per query (:data:`ACT_RINV_FORMAT`); per chunk A = exp2(BQK −
+             RM) (exp format; hidden keys 0), CSUM[m] = sat(Σ_p round(A·RINV → 24 frac bits))
+             (:data:`ACT_CSUM_FORMAT`; addends >= 0, so saturating once equals saturating each
+             add); S0[m] = CSUM[m] > τ_c·(T − m) with τ_c = round(τ·2^24) (α > τ without a
+             per-key divide: T − m is the number of queries that see key m); FIRST = the
+             lowest m in S0 (a min-index reduce); S = S0 without FIRST
+    pass 3   the split-accumulator FuseMax (:func:`_act_chunk`): RD, SS (sink weights, rd
+             format), RN (non-sink numerator), RS (sink numerator; rnv format), all rescaled
+             by the same PRM; then :func:`act_codes`: OUT = (RN·g + β·RS) / RD with g = (RD −
+             β·SS) / (RD − SS) (:data:`ACT_GAIN_FORMAT`)
+    =======  =================================================================================
+
+    Row 0 (A'[0,0] = 1 in the official code) needs nothing: key 0 is never in S (it is FIRST
+    or not in S0), so SS[0] = 0 and row 0 is plain attention, = V[0]. When S is empty,
+    pass 3's RD, RN are pass 1's RD, RNV and OUT equals :func:`~fusemax.sw.golden.attention_1pass`
+    (causal) bit for bit (see :func:`act_codes`), so a head without sinks needs no pass 3:
+    ``tiles`` counts 2 passes of the grid per (b, h), plus 1 where S is non-empty
+    (``tiles_total`` = 3 passes). β (in [0, 1]) and τ are turned into codes once.
+
+    Accuracy: the redistribution multiplies the non-sink weights by g = 1 + (1 − β)·SS/NS,
+    and those weights carry the exp format's absolute precision (2^-16 of the row max), so a
+    row whose sinks take nearly all of its mass (NS a few hundred rd codes) loses accuracy in
+    proportion to g, well before g saturates: an inherent limit of a fixed-point A, not of
+    the finisher's formats.
+
+    Saturation: q, k, v and score (every pass's BQK, summed as the sticky flags would), rd
+    (passes 1 and 3), rnv (RNV, RN), out, and :data:`ACT_SAT_ROLES`. ``div_by_zero`` counts the
+    reciprocal, gain and output divides by zero. ``extra``: ``S`` (B,H,T) bool sink bits,
+    ``FIRST`` (B,H) (−1: S0 empty), ``CSUM_codes`` (B,H,T), ``CSUM`` (floats), ``RINV_codes``
+    (B,H,T). ``state``: the final RD, SS, RN, RS, RM of pass 3.
+    """
+    if not causal:
+        raise FuseMaxError("ACT calibrates the causal T x T prefill map (atten_process_eval); "
+                           "causal=False is not the official computation")
+    beta, tau = float(beta), float(tau)
+    if not (0.0 <= beta <= 1.0):
+        raise FuseMaxError(f"ACT's beta must be in [0, 1] (it damps the sink columns), got {beta}")
+    if not math.isfinite(tau):
+        raise FuseMaxError(f"ACT's threshold tau must be finite, got {tau}")
+    qc, kc, vc, sat, scale, (B, H, P, E, M, F) = prepare_inputs(q, k, v, config, scale)
+    if P != M:
+        raise FuseMaxError(f"ACT calibrates the T x T self-attention map: P = {P} queries but "
+                           f"M = {M} keys")
+    nc = config.numerics
+    mode = nc.rounding
+    if nc.rnv.width + ACT_GAIN_FORMAT.width > 63:
+        raise FuseMaxError(f"ACT's product RN·g needs rnv.width + {ACT_GAIN_FORMAT.width} <= 63 "
+                           f"bits; rnv is {nc.rnv.describe()}")
+    T = M
+    cf = ACT_CSUM_FORMAT.frac
+    tau_code = int(round(tau * (1 << cf)))
+    if abs(tau_code) * T >= (1 << 62):
+        raise FuseMaxError(f"ACT's threshold tau = {tau} times T = {T} does not fit the compare")
+    beta_code = int(round(beta * (1 << ACT_GAIN_FORMAT.frac)))
+    mask = causal_mask(P, M)
+    for role in ACT_SAT_ROLES:
+        sat[role] = 0
+
+    # pass 1: plain FuseMax, for each query's final max RM and denominator RD
+    first, sat1 = fusemax_state(qc, kc, vc, config, mask)
+    for role, n in sat1.items():
+        sat[role] += n
+    rm, rm_v, rd = first["RM"], first["RMv"], first["RD"]
+
+    # pass 2: column sums of the normalised map, the sink test, FIRST and S
+    one = np.ones_like(rd)
+    rinv, f_r, dz_r = divide_codes(one, 0, rd, nc.rd.frac, ACT_RINV_FORMAT, nc, num_width=2,
+                                   den_width=nc.rd.width)
+    sat["rinv"] += int(np.count_nonzero(f_r))
+    csum = np.zeros((B, H, M), np.int64)
+    R = config.rows
+    for j, (bqk, s_flag, valid, _vt) in enumerate(_score_chunks(qc, kc, vc, config, mask)):
+        sat["score"] += int(np.count_nonzero(s_flag & valid))
+        a = nm.exp2(nm.sub(bqk, rm[..., None]), ~valid | ~rm_v[..., None], nc)
+        prob = nm.round_shift_to(a * rinv[..., None], nc.exp.frac + ACT_RINV_FORMAT.frac, cf, mode)
+        csum[:, :, j * R: j * R + bqk.shape[-1]] += prob.sum(axis=2)
+    csum, f_c = nm.requantize(csum, cf, ACT_CSUM_FORMAT, mode)
+    sat["csum"] += int(np.count_nonzero(f_c))
+    seen_by = np.arange(T, 0, -1, dtype=np.int64)           # T − m queries see key m
+    s0 = csum > np.int64(tau_code) * seen_by
+    has = s0.any(-1)
+    first_idx = np.where(has, np.argmax(s0, axis=-1), -1)  # the lowest index in S0
+    sinks = s0 & (np.arange(M)[None, None, :] != first_idx[..., None])
+
+    # pass 3: split accumulators under the same running max and PRM, then the finisher
+    state = {"RM": np.zeros((B, H, P), np.int64), "RMv": np.zeros((B, H, P), bool),
+             "RD": np.zeros((B, H, P), np.int64), "SS": np.zeros((B, H, P), np.int64),
+             "RN": np.zeros((B, H, P, F), np.int64), "RS": np.zeros((B, H, P, F), np.int64)}
+    for j, (bqk, s_flag, valid, vt) in enumerate(_score_chunks(qc, kc, vc, config, mask)):
+        sat["score"] += int(np.count_nonzero(s_flag & valid))
+        state, flags = _act_chunk(state, bqk, valid, vt, sinks[:, :, j * R: j * R + bqk.shape[-1]], nc)
+        _count(flags, sat)
+    out, flags, dz = act_codes(state["RD"], state["SS"], state["RN"], state["RS"], beta_code, nc)
+    _count(flags, sat)
+    check_saturation(nc, sat, config.name)
+    grid_bh = _grid(1, 1, P, M, config)
+    tiles = int(B * H * 2 * grid_bh + np.count_nonzero(sinks.any(-1)) * grid_bh)
+    extra = {"S": sinks, "FIRST": first_idx, "CSUM_codes": csum,
+             "CSUM": ACT_CSUM_FORMAT.to_float(csum), "RINV_codes": rinv}
+    return VariantGolden("act", nc.out.to_float(out), out, sat,
+                         int(np.count_nonzero(dz_r)) + dz, config.name, float(scale), tiles,
+                         3 * B * H * grid_bh, extra,
+                         {k_: state[k_] for k_ in ("RM", "RD", "SS", "RN", "RS")})

@@ -3,9 +3,11 @@ result must equal (docs/variants.md, "On the RTL").
 
 Every variant here runs on the hardware as plain 1-pass attention (``attention-1pass``), or, for
 sigmoid attention, as the compiler's own ``sigmoid-*`` cascades (its ``MODE``; a design with
-``sigmoid_unit``), or, for causal Flow-Attention, as the compiler's ``flowformer-causal`` (the
-flow engine; a design with ``flow_unit``): the host changes the inputs, the compiler the tile
-list and the mask, and the bit-exact model of :mod:`fusemax.sw.golden_variants` says which integers must come out.
+``sigmoid_unit``), or, for attention with its entropy, as the compiler's ``attention-entropy``
+(``MODE entropy=1``; a design with ``entropy_unit``), or, for causal Flow-Attention, as the
+compiler's ``flowformer-causal`` (the flow engine; a design with ``flow_unit``): the host
+changes the inputs, the compiler the tile list and the mask, and the bit-exact model of
+:mod:`fusemax.sw.golden_variants` says which integers must come out.
 
 ======================  =====================================================================
 cascade                 on the RTL
@@ -23,6 +25,9 @@ attention-routing       the host routes [Q; K] (k-means centroids, top-w tokens 
 sigmoid-norm            nothing on the host: ``MODE sigmoid=1`` (SLN = sigmoid(BQK), no running
                         max, AV = RNV / RD; ``sigmoid_golden(normalize=True)``)
 sigmoid-nonorm          ``MODE sigmoid=1 nonorm=1``: AV = RNV rounded to the output format
+attention-entropy       nothing on the host: ``MODE entropy=1``; the tiles also accumulate RT =
+                        Σ SLN·BQK, each AV also stores H per query as line F of the output block
+                        (``entropy_golden``; an extra output, :attr:`VariantRun.extra_outputs`)
 flowformer-causal       nothing on the host but the inputs' format (Q, K as x·log2(e) in score
                         codes): ``FLOWC``, ``FLOW`` on the flow engine of a design with
                         ``flow_unit``, token by token (``flowformer_causal_golden`` with the same
@@ -35,7 +40,8 @@ variant's own rule; the bias is visible to query p iff p >= P - M - 1, i.e. to e
 P <= M + 1 (longer query sequences are refused: their first queries would lose the bias).
 
 :func:`prepare` does the host's part and returns a :class:`VariantRun` (the arrays to compile,
-the pattern, the golden, the float64 reference and the way back); ``fusemax.sim.attention.
+the pattern, the golden, the float64 reference and the way back; outputs besides O, such as
+the entropy H, in :attr:`VariantRun.extra_outputs`); ``fusemax.sim.attention.
 simulate(..., cascade=NAME)`` runs it on the RTL.
 """
 
@@ -51,10 +57,11 @@ from fusemax.errors import FuseMaxError
 from fusemax.sw import golden_variants as G
 from fusemax.sw import variants as V
 from fusemax.sw.attention_io import attention_dims, prepend_bias
-from fusemax.sw.compiler import CASCADE_MODES, FLOW_CASCADES
-from fusemax.sw.patterns import Pattern, Routing, positive_int, sliding_window
+from fusemax.sw.compiler import CASCADE_MODES, FLOW_CASCADES, Program
+from fusemax.sw.patterns import Causal, Dense, Pattern, Routing, positive_int, sliding_window
 
-__all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "prepare", "VARIANT_OPTIONS", "FLOW_CLAMPS"]
+__all__ = ["RTL_VARIANTS", "NOT_ON_RTL", "VariantRun", "ExtraOutput", "prepare", "VARIANT_OPTIONS",
+           "FLOW_CLAMPS"]
 
 #: Cascades the RTL runs with the host's help -> how.
 RTL_VARIANTS = {
@@ -68,6 +75,9 @@ RTL_VARIANTS = {
                     "scores, RD and RNV plain sums, AV = RNV / RD",
     "sigmoid-nonorm": "nothing on the host; MODE sigmoid=1 nonorm=1 (a design with "
                       "sigmoid_unit): sigmoid scores, AV = RNV rounded to the output format",
+    "attention-entropy": "nothing on the host; MODE entropy=1 (a design with entropy_unit): "
+                         "softmax tiles that also accumulate RT = sum of SLN·BQK, and per "
+                         "query block the entropy H of its queries stored after the output",
     "flowformer-causal": "nothing on the host (Q, K as x·log2(e) in score codes, no scale); "
                          "FLOWC, FLOW on the flow engine (a design with flow_unit): the "
                          "per-token recurrence, token by token",
@@ -80,10 +90,6 @@ FLOW_CLAMPS = {spec["clamp"]: name for name, spec in V.FLOW_VARIANTS.items()
 
 #: The built-in variant cascades that do not run on the v1 RTL -> the missing operation or buffer.
 NOT_ON_RTL = {
-    "attention-entropy": "SLN·BQK on the SLNV MAC (one more step, with a second score register per "
-                         "2D PE), an RNV-file entry RT, and at the end a log2 unit (built "
-                         "standalone: fusemax.hw.arith.Log2, not in the 1D PE), RM·RD (a "
-                         "multiplier), a second divider format and a store of H",
     "act-calibration": "passes 2-3: column sums over all queries into an M-length buffer, the "
                        "per-query LSE kept from pass 1, compare, first-index reduce, a sparse "
                        "gather of the sink columns; multi-pass schedules",
@@ -106,6 +112,22 @@ VARIANT_OPTIONS = {
 }
 
 _PREPEND = ("attention-softmax1", "attention-kbias", "attention-kvbias")
+#: The cascades whose MODE sets sigmoid scores.
+_SIGMOID = tuple(c for c, m in CASCADE_MODES.items() if m.get("sigmoid"))
+
+
+@dataclass(frozen=True)
+class ExtraOutput:
+    """An output the RTL stores besides O (e.g. the entropy H of attention-entropy): how to read
+    its codes from the memory the run leaves, where the golden has them, and its float64
+    reference."""
+
+    what: str                                          #: e.g. "entropy H per query (nats)"
+    array: str                                         #: name of its values (``H``; codes: ``H_codes``)
+    decode: Callable[[Program, np.ndarray, int], np.ndarray]  #: (program, dump, base line) -> codes
+    golden_key: str                                    #: its codes in ``VariantGolden.extra``
+    to_float: Callable[[np.ndarray], np.ndarray]       #: codes -> values
+    reference: Callable[[float], np.ndarray]           #: scale -> float64 values
 
 
 @dataclass
@@ -129,6 +151,8 @@ class VariantRun:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  #: e.g. routing indices
     compile_cascade: str = "attention-1pass"  #: the cascade the compiler maps
     compile_options: dict = field(default_factory=dict)  #: more compile_attention options (clamp)
+    #: outputs besides O: name -> how to decode and check it (attention-entropy: "entropy")
+    extra_outputs: dict[str, ExtraOutput] = field(default_factory=dict)
 
     def golden_codes(self, g: G.VariantGolden) -> np.ndarray:
         """The golden's output codes in the RTL's layout (B, H, P', F)."""
@@ -157,6 +181,10 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
       definition).
     * sigmoid-norm / sigmoid-nonorm: nothing to prepare (``causal`` as for plain attention);
       the compiler emits MODE, which needs ``config.sigmoid_unit``.
+    * attention-entropy: nothing to prepare (``causal`` as for plain attention); the compiler
+      emits ``MODE entropy=1``, which needs ``config.entropy_unit``; besides O the RTL stores
+      the entropy H of every query (``extra_outputs["entropy"]``, against the exact entropy
+      :func:`~fusemax.sw.variants.attention_entropy` with eps = 0).
     * routing: ``clusters`` C, ``cluster_size`` w (default min(P, M) // C; a multiple of rows
       and cols, so no tile straddles two clusters), ``means`` (C, E) or (H, C, E) centroids
       (default :func:`~fusemax.sw.variants.kmeans_init_means` with ``seed``; C defaults to
@@ -181,8 +209,10 @@ def prepare(cascade: str, q, k, v, *, causal: bool = False, rows: int, cols: int
         return _prepend(cascade, how, q, k, v, bool(causal), k_bias, v_bias)
     if cascade == "attention-local":
         return _local(how, q, k, v, window)
-    if cascade in CASCADE_MODES:
+    if cascade in _SIGMOID:
         return _sigmoid(cascade, how, q, k, v, bool(causal))
+    if cascade == "attention-entropy":
+        return _entropy(cascade, how, q, k, v, bool(causal))
     if cascade in FLOW_CASCADES:
         return _flow(cascade, how, q, k, v, clamp)
     return _routing(how, q, k, v, bool(causal), rows, cols, clusters, cluster_size, means, seed)
@@ -234,6 +264,24 @@ def _sigmoid(cascade, how, q, k, v, causal) -> VariantRun:
 
     return VariantRun(cascade, how, q, k, v, causal, None, {"causal": causal, "normalize": normalize},
                       golden, reference, lambda out: out, compile_cascade=cascade)
+
+
+def _entropy(cascade, how, q, k, v, causal) -> VariantRun:
+    pattern = Causal() if causal else Dense()
+
+    def golden(config, scale):
+        return G.entropy_golden(q, k, v, config, scale, causal)
+
+    def reference(scale):
+        return V.masked_softmax_attention(q, k, v, pattern, scale)
+
+    entropy = ExtraOutput(
+        "entropy H per query (nats, s16.11)", "H",
+        lambda program, dump, base: program.decode_entropy(dump, base), "H_codes",
+        G.ENTROPY_FORMAT.to_float,
+        lambda scale: V.attention_entropy(q, k, scale, causal, eps=0.0))
+    return VariantRun(cascade, how, q, k, v, causal, None, {"causal": causal}, golden, reference,
+                      lambda out: out, compile_cascade=cascade, extra_outputs={"entropy": entropy})
 
 
 def _flow(cascade, how, q, k, v, clamp) -> VariantRun:

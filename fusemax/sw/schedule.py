@@ -20,7 +20,9 @@ ignore ``restart`` and silently compute something else, so the version changed: 
 design stop with ``error.config`` on a schedule of another version.
 
 ``MODE`` (sigmoid attention) was added within version 3: hardware without it stops with
-``error.opcode`` on it, and a design without the sigmoid unit with ``error.config``. So were
+``error.opcode`` on it, and a design without the sigmoid unit with ``error.config``. So was
+its ``entropy`` bit (the entropy output): a design without ``entropy_unit`` stops with
+``error.config`` on it. So were
 ``FLOWC`` and ``FLOW`` (causal Flow-Attention): a design without the flow engine stops with
 ``error.config`` on them.
 """
@@ -59,11 +61,15 @@ OPCODES: dict[str, Opcode] = {op.name: op for op in [
     Opcode("WINDOW", 0x05, {"W": (0, 29)},
            "window lower bound of the mask: with W > 0, key m visible to query p only if "
            "m > p + M - P - W (with CAUSAL: the sliding window of W keys); 0 = off (default)"),
-    Opcode("MODE", 0x06, {"sigmoid": (0, 1), "nonorm": (1, 1)},
+    Opcode("MODE", 0x06, {"sigmoid": (0, 1), "nonorm": (1, 1), "entropy": (2, 1)},
            "score function of the tiles that follow: sigmoid = 1 makes SLN = sigmoid(BQK) with "
            "no running max (PRM = 1 after a block's first tile: RD and RNV are plain sums; needs "
            "a design with sigmoid_unit, else error.config); nonorm = 1 makes AV store RNV "
-           "rounded to the output format (a divide by 1) instead of RNV / RD; both 0 after start"),
+           "rounded to the output format (a divide by 1) instead of RNV / RD; entropy = 1 makes "
+           "every tile also accumulate RT = sum of SLN·BQK (one more SLNV step: F + 1 cycles) "
+           "and every AV also store the entropy H of its queries (nats, s16.11) as line F of "
+           "the output block, F + 1 lines (needs a design with entropy_unit, else error.config; "
+           "with sigmoid or nonorm: error.config); all 0 after start"),
     Opcode("FLOWC", 0x07, {"clamp": (0, 16)},
            "Flow-Attention constants for the FLOW instructions that follow: clamp = c·log2(e) "
            "in score codes, the bound of the conserved source (needs a design with flow_unit, "
