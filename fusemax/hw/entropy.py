@@ -9,8 +9,8 @@ p, in nats, is
 (the 1-pass identity of the reference's section 4.2, in base 2: the scores are x·log2 e).
 Bit-exact with :func:`fusemax.sw.golden_variants.entropy_codes`:
 
-* ``N = RM·RD − RT``, exact (``score.width + rd.width + 1`` bits, frac ``f_n = max(score.frac
-  + rd.frac, rnv.frac)``): one multiplier;
+* ``N = RM·RD − RT``, exact (``entropy_num_format``: 53 bits, frac ``max(score.frac + rd.frac,
+  rnv.frac)`` for the presets): one multiplier;
 * ``D = N / RD`` into :data:`~fusemax.sw.golden_variants.ENTROPY_BITS_FORMAT` (s32.16) on an
   iterative :class:`~fusemax.hw.arith.Divider` built for these formats
   (:func:`~fusemax.hw.arith.divide.divider_numerics`), while a :class:`~fusemax.hw.arith.Log2`
@@ -22,8 +22,8 @@ Bit-exact with :func:`fusemax.sw.golden_variants.entropy_codes`:
 One unit serves all ``cols`` lanes, one lane after another: the sequencer's AV reads RT from
 the register files after its divides and raises ``cap``; the unit takes every lane's RM, RD and
 RT (and which lanes hold real queries) at once, so the lanes are free for the next block at
-once, computes the lanes in turn (``cols · (div_cycles + 3) + 1`` cycles from ``cap`` to the store:
-8 · 38 + 1 = 305 on ``small``) and stores the block's H as one memory line (lane c = query p_base + c) at ``addr``
+once, computes the lanes in turn (``cols · (L + 3) + 1`` cycles from ``cap`` to the store, L = 35
+the s32.16 divider's latency: 8 · 38 + 1 = 305 on ``small``) and stores the block's H as one memory line (lane c = query p_base + c) at ``addr``
 (the output block's line F). Meanwhile the next block's tiles run; its AV waits for the unit
 (``busy``). Why shared rather than per lane: a block lasts (M / rows)·(E + F + 1) cycles, more
 than the unit needs once M ≥ 72 on ``small``, and a per-lane divider, log2 and 16 × 36
@@ -53,20 +53,18 @@ from amaranth.lib.wiring import In, Out
 from fusemax.hw.arith import Divider, Log2, Requant
 from fusemax.hw.arith.divide import divider_numerics
 from fusemax.hw.array2d import MASK_W
-from fusemax.hw.formats import FixedFormat
 from fusemax.hw.pe1d import rf_width
-from fusemax.sw.golden_variants import ENTROPY_BITS_FORMAT, ENTROPY_FORMAT
+from fusemax.sw.golden_variants import ENTROPY_BITS_FORMAT, ENTROPY_FORMAT, entropy_num_format
 
 
 def entropy_formats(numerics) -> dict:
-    """The finisher's formats: ``num`` (N = RM·RD − RT), ``bits`` (D, H₂), ``out`` (H) and
-    the constants ``ln2`` (code), the shifts of RM·RD and RT into N's fraction."""
-    nc = numerics
-    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
-    return {"num": FixedFormat(nc.score.width + nc.rd.width + 1, f_n),
-            "bits": ENTROPY_BITS_FORMAT, "out": ENTROPY_FORMAT,
-            "ln2": round(math.log(2.0) * (1 << nc.exp.frac)),
-            "sh_prod": f_n - nc.score.frac - nc.rd.frac, "sh_rt": f_n - nc.rnv.frac}
+    """The finisher's formats: ``num`` (N = RM·RD − RT, :func:`~fusemax.sw.golden_variants.
+    entropy_num_format`), ``bits`` (D, H₂), ``out`` (H) and the constants ``ln2`` (code),
+    the shifts of RM·RD and RT into N's fraction."""
+    num, sh_prod, sh_rt = entropy_num_format(numerics)
+    return {"num": num, "bits": ENTROPY_BITS_FORMAT, "out": ENTROPY_FORMAT,
+            "ln2": round(math.log(2.0) * (1 << numerics.exp.frac)),
+            "sh_prod": sh_prod, "sh_rt": sh_rt}
 
 
 class EntropyUnit(wiring.Component):

@@ -61,8 +61,10 @@ the MAC multiplies SLN by the BQK it came from, the column tree sums SLNQ, and t
 update register-file entry F, RT, with SLNQ's round shift, ``rt_sel``): F + 1 cycles per tile.
 AV reads entry F once more after its F divide reads (no divide); the cycle after, ``ent_cap``
 hands every lane's RM, RD and RT to the entropy finisher (``fusemax.hw.entropy``), which
-stores H at line F of the block (``ent_addr``) on its own. The finisher's ``busy`` counts as
-busy for everything that waits for idle (the next AV, SHAPE ..., END).
+stores H at line F of the block (``ent_addr``) on its own, beside the next block's tiles
+(serial ones too). The finisher's ``busy`` counts as busy for everything that waits for idle
+(the next AV, SHAPE ..., END). RT is never cleared: a block's first tile restarts it (PRM = 0),
+so MODE entropy=1 must precede the block's first TILE.
 
 AV runs in the background (``av_div``, ``av_st``): F cycles reading RNV[f] and starting one
 divide per cycle on each lane's pipelined divider; the results are written back over RNV[f]

@@ -15,8 +15,9 @@ No timing: the result has the counts the hardware's counters 4, 5, 16 and 17 mus
 with ``sigmoid`` or ``nonorm`` is refused: each stops with ``error.config`` (checked in that
 order). With ``entropy = 1`` (attention-entropy) every TILE also updates the per-lane RT
 accumulator as :func:`fusemax.sw.golden._chunk` does (RT = requantize(round(Σ SLN·BQK →
-rnv.frac) + rescale(RT, PRM)) in the RNV format; its saturation -> ``rnv_saturated``; reset by
-TILE.first and, through PRM = 0, by TILE.restart), and every AV, after the F output lines at
+rnv.frac) + rescale(RT, PRM)) in the RNV format; its saturation -> ``rnv_saturated``; never
+cleared: a block's first tile (PRM = 0) and TILE.restart start it again, so a block whose
+first tile ran without MODE entropy stores H from a stale RT, as the hardware), and every AV, after the F output lines at
 ``addr``, stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
 (:func:`~fusemax.sw.golden_variants.entropy_codes` of RM (0 where not valid), RD, RT;
 s16.11 codes, lanes >= cols zero); its saturation -> ``out_saturated``, RD = 0 ->
@@ -215,8 +216,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RMv[:] = False
             RM[:] = 0
             RD[:] = 0
-            RNV[:] = 0
-            RT[:] = 0
+            RNV[:] = 0  # (RT is not cleared, as in the hardware: a block's first tile in
+            # entropy mode restarts it through PRM = 0)
         if op == "LDKV":
             kv = read(a["addr"], E + F)
             slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())

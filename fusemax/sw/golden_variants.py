@@ -66,7 +66,7 @@ from fusemax.sw.patterns import Pattern, Routing, sliding_window, tiles_touched
 __all__ = [
     "VariantGolden", "fusemax_state", "softmax1_golden", "kv_bias_golden", "entropy_golden",
     "local_golden", "routing_golden", "sigmoid_golden", "flowformer_causal_golden",
-    "divide_codes", "sigmoid_codes", "log2_codes", "entropy_codes", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
+    "divide_codes", "sigmoid_codes", "log2_codes", "entropy_codes", "entropy_num_format", "LOG2_COEFFS", "LOG2_COEFF_CODES", "ENTROPY_FORMAT",
     "FLOW_FORMAT", "FLOW_CLAMP", "FLOW_MAX_N", "flowformer_golden", "FLOW_COUNTERS", "FlowConsts", "FlowState", "flow_clamp_code",
     "flow_quantize", "flow_token_step", "new_flow_counters",
     "act_golden", "act_codes", "ACT_RINV_FORMAT", "ACT_CSUM_FORMAT", "ACT_GAIN_FORMAT",
@@ -268,22 +268,30 @@ def kv_bias_golden(q, k, v, k_bias, v_bias, config: FuseMaxConfig, scale=None,
 
 # ------------------------------------------------------------------ entropy
 
+def entropy_num_format(nc: NumericsConfig) -> tuple[FixedFormat, int, int]:
+    """``(format, product shift, RT shift)`` of N = RM·RD − RT: the fraction is the finer of
+    RM·RD's (score.frac + rd.frac) and RT's (rnv.frac), the width holds either term shifted
+    to it, plus the sign of the difference (53 bits for every preset)."""
+    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
+    sh_prod, sh_rt = f_n - nc.score.frac - nc.rd.frac, f_n - nc.rnv.frac
+    width = max(nc.score.width + nc.rd.width + sh_prod, nc.rnv.width + sh_rt) + 1
+    return FixedFormat(width, f_n), sh_prod, sh_rt
+
+
 def entropy_codes(rm, rd, rt, nc: NumericsConfig):
     """The entropy H of each query from its final state (the entropy finisher's operations):
     ``rm`` running max (score codes; 0 where it is not valid), ``rd`` running denominator
-    (RD codes), ``rt`` the RT accumulator (RNV codes). N = RM·RD − RT (exact, score.width +
-    rd.width + 1 bits), D = divide(N, RD) into :data:`ENTROPY_BITS_FORMAT`, L = log2(RD)
+    (RD codes), ``rt`` the RT accumulator (RNV codes). N = RM·RD − RT (exact,
+    :func:`entropy_num_format`), D = divide(N, RD) into :data:`ENTROPY_BITS_FORMAT`, L = log2(RD)
     (:func:`log2_codes`), H₂ = L + D in bits, H = round(H₂·round(ln 2·2^exp.frac)) in
     :data:`ENTROPY_FORMAT` nats; 0 where RD = 0. Returns ``(h, saturated, div_by_zero)``
     (``saturated`` excludes the divides by zero)."""
     mode = nc.rounding
     rm, rd, rt = (np.asarray(x, np.int64) for x in (rm, rd, rt))
-    f_n = max(nc.score.frac + nc.rd.frac, nc.rnv.frac)
-    num = (rm * rd) << np.int64(f_n - nc.score.frac - nc.rd.frac)
-    num = num - (rt << np.int64(f_n - nc.rnv.frac))
-    width = nc.score.width + nc.rd.width + 1
+    fmt, sh_prod, sh_rt = entropy_num_format(nc)
+    num = ((rm * rd) << np.int64(sh_prod)) - (rt << np.int64(sh_rt))
     bits = ENTROPY_BITS_FORMAT
-    d, f1, dz = divide_codes(num, f_n, rd, nc.rd.frac, bits, nc, num_width=width,
+    d, f1, dz = divide_codes(num, fmt.frac, rd, nc.rd.frac, bits, nc, num_width=fmt.width,
                              den_width=nc.rd.width)
     lg = log2_codes(rd, nc.rd.frac, mode, bits.frac)
     h2, f2 = nm.requantize(lg + d, bits.frac, bits, mode)
