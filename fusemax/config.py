@@ -331,7 +331,7 @@ class FuseMaxConfig:
     #: default.
     flow_unit: bool = False
     #: Add the entropy output for the ``attention-entropy`` cascade (schedule ``MODE
-    #: entropy=1``): a second score register per 2D PE and one more MAC step per tile
+    #: entropy=1``): two more score registers per 2D PE and one more MAC step per tile
     #: (RT += SLN·BQK, F + 1 cycles of SLNV), an RT entry in each 1D PE's register file, and
     #: one entropy finisher (``fusemax.hw.entropy.EntropyUnit``: log2, multiplier, divider)
     #: that computes H per query at the end of a block and stores it as line F of the
@@ -361,6 +361,8 @@ class FuseMaxConfig:
                 f"divides by RD alone (exact for rd.frac < 26)")
         if not isinstance(self.entropy_unit, bool):
             raise FuseMaxError(f"config entropy_unit must be true or false, got {self.entropy_unit!r}")
+        if self.entropy_unit:
+            self._check_entropy_numerics()
         if not isinstance(self.flow_unit, bool):
             raise FuseMaxError(f"config flow_unit must be true or false, got {self.flow_unit!r}")
         if self.flow_unit:
@@ -389,6 +391,14 @@ class FuseMaxConfig:
             raise FuseMaxError("SLNV column sum too wide for the int64 model; narrow exp/v or rows")
 
     # ---- derived widths of the column reductions ------------------------------------
+    def _check_entropy_numerics(self) -> None:
+        from fusemax.sw.golden_variants import check_entropy_numerics  # (it imports this module)
+
+        try:
+            check_entropy_numerics(self.numerics)
+        except FuseMaxError as e:
+            raise FuseMaxError(f"config {self.name} with entropy_unit: {e}") from None
+
     @property
     def row_bits(self) -> int:
         """Extra bits a sum over the ``rows`` keys of a tile needs."""

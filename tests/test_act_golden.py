@@ -95,19 +95,25 @@ def test_a_trailing_key_crosses_tau(T, cfg):
     assert error_stats(r.out, ref["out"])["rel_rms"] < 1e-3
 
 
-def test_codes_are_deterministic_integers_in_the_output_format():
+def test_column_sums_and_reciprocals_against_float64():
+    """Pass 2's intermediates: CSUM (u48.24 codes) against the column sums of the float64
+    causal softmax, RINV (u32.30) against 1 / RD of the golden's pass-1 state, the output codes
+    inside the output format."""
     q, k, v = act_inputs(40, seed=0)
     cfg = preset("small")
     a = G.act_golden(q, k, v, cfg)
-    b = G.act_golden(q, k, v, cfg)
+    _, _, csum = reference_sinks(q, k)
+    got = G.ACT_CSUM_FORMAT.to_float(a.extra["CSUM_codes"])
+    assert np.array_equal(a.extra["CSUM"], got)
+    # the quantized inputs and the exp polynomial (4e-4 measured; a column sums <= 40 weights)
+    assert np.max(np.abs(got - csum)) < 2e-3, np.max(np.abs(got - csum))
+    assert abs(got.sum() - 2 * 40) < 1e-3  # every row of the map sums to 1 (2 heads, T = 40)
+    rd = G.FixedFormat(cfg.numerics.rd.width, cfg.numerics.rd.frac).to_float(a.state["RD"])
+    rinv = G.ACT_RINV_FORMAT.to_float(a.extra["RINV_codes"])
+    assert np.all(np.abs(rinv * rd - 1.0) <= rd * 2.0 ** -31)  # 1/RD rounded to 30 bits
     out = cfg.numerics.out
-    assert np.issubdtype(a.out_codes.dtype, np.integer) and a.out_codes.shape == (1, 2, 40, 6)
+    assert a.out_codes.shape == (1, 2, 40, 6)
     assert out.min_code <= a.out_codes.min() and a.out_codes.max() <= out.max_code
-    assert np.array_equal(a.out_codes, b.out_codes) and np.array_equal(a.extra["S"], b.extra["S"])
-    assert np.array_equal(a.out, out.to_float(a.out_codes))
-    for key in ("CSUM_codes", "RINV_codes"):
-        assert np.issubdtype(a.extra[key].dtype, np.integer)
-    assert a.extra["CSUM_codes"].min() >= 0
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)

@@ -239,6 +239,19 @@ def test_compile_refuses_a_design_without_the_entropy_unit():
         compile_schedule(TINY, Shape(1, 1, 8, 8, 4, 4), cascade="sigmoid-norm")
 
 
+def test_config_refuses_numerics_the_finisher_cannot_divide():
+    """N = RM·RD − RT grows with rd: an rd of 44 bits needs a 61-bit numerator shifted into
+    s32.16, past the divider's 62 bits; the config says so when it is made, not at run time.
+    The same numerics without the unit are fine."""
+    wide = replace(TINY.numerics, rd=FixedFormat(44, 15))
+    with pytest.raises(FuseMaxError, match=r"tiny-entropy with entropy_unit: the entropy output "
+                                           r"divides N = RM·RD − RT \(from score s16\.10, rd "
+                                           r"s44\.15, rnv s40\.16\) by RD: divider s61\.25 / s44\.15"):
+        TINY.replace(numerics=wide)
+    assert preset("tiny").replace(numerics=wide).numerics.rd.width == 44
+    G.check_entropy_numerics(TINY.numerics)  # the presets pass
+
+
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.name for c in CONFIGS])
 def test_layout_has_an_h_line_per_output_block(cfg):
     shape = Shape(2, 3, 37, 29, 6, 5)
@@ -312,7 +325,10 @@ def test_prepare_entropy():
 
 def _executor_as_rtl(monkeypatch, corrupt_h: bool = False):
     """``simulate`` with the schedule executor standing in for the RTL run (no Verilator);
-    ``corrupt_h`` flips one bit of the first H line in the dump."""
+    ``corrupt_h`` flips one bit of the first H line in the dump. The executor and the golden
+    share ``entropy_codes``, so tests on this stand-in check simulate's plumbing, the RT
+    accumulation, the layout and the flags, not the finisher's arithmetic (that is
+    tests/test_hw_entropy.py's, against the unit, and tests/test_rtl_entropy.py's)."""
     import fusemax.sim.attention as A
     from fusemax.sw.compiler import buffer_bytes
 

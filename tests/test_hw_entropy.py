@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from fusemax.config import preset
-from fusemax.hw.entropy import EntropyUnit, entropy_formats
+from fusemax.hw.entropy import EntropyUnit, entropy_formats, finisher_cycles
 from fusemax.sw.golden import causal_mask, fusemax_state, prepare_inputs
 from fusemax.sw.golden_variants import entropy_codes
 
@@ -38,12 +38,13 @@ def run_unit(cfg, blocks, p_base=0, P=None, addr=77, ready_every=1):
             await ctx.tick()
             ctx.set(dut.cap, 0)
             sat, dz, cycles = [], [], 1
-            lane_seen = 0
+            period = (finisher_cycles(cfg) - 1) // C  # a lane's cycles; FINISH is the last
             while True:
+                lane = (cycles - 1) // period  # the lane whose FINISH this cycle may be
                 if ctx.get(dut.out_sat):
-                    sat.append(lane_seen)
+                    sat.append(lane)
                 if ctx.get(dut.dz):
-                    dz.append(lane_seen)
+                    dz.append(lane)
                 ready = int(cycles % ready_every == 0)
                 ctx.set(dut.st_ready, ready)
                 if ctx.get(dut.st_valid) and ready:
@@ -55,11 +56,10 @@ def run_unit(cfg, blocks, p_base=0, P=None, addr=77, ready_every=1):
                     assert not ctx.get(dut.busy)
                     results.append((np.array(h), sat, dz, st_addr, cycles))
                     break
-                # a lane's flags come in its FINISH cycle; count lanes by those cycles
+                # a lane's flags come in its FINISH cycle, the last of its period
                 await ctx.tick()
                 cycles += 1
                 assert cycles < 100 * C * 40
-            # (lane indices of the pulses are recovered below from the golden instead)
 
     sim = Simulator(dut)
     sim.add_clock(1e-6)
@@ -89,12 +89,13 @@ def check_blocks(cfg, rm, rd, rt, P_real=None):
     h_want, sat_want, dz_want = entropy_codes(rm, rd, rt, cfg.numerics)
     # per lane: start, the divide (bits.width + 3 cycles), its result latched, finish
     cyc = cfg.cols * (entropy_formats(cfg.numerics)["bits"].width + 3 + 3) + 1
+    assert finisher_cycles(cfg) == cyc  # the model's figure (fusemax.sim.attention)
     for i, (h, sat, dz, addr, cycles) in enumerate(got):
         lanes = slice(i * C, (i + 1) * C)
         assert np.array_equal(h, h_want[lanes]), (i, h, h_want[lanes])
         real = np.arange(C) < (C if P_real is None else P_real)
-        assert len(sat) == int(np.count_nonzero(sat_want[lanes] & real))
-        assert len(dz) == int(np.count_nonzero(dz_want[lanes] & real))
+        assert sat == list(np.flatnonzero(sat_want[lanes] & real)), (i, sat)
+        assert dz == list(np.flatnonzero(dz_want[lanes] & real)), (i, dz)
         assert addr == 77
         assert cycles == cyc, (cycles, cyc)
     return got

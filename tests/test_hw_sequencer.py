@@ -1,6 +1,7 @@
 """The sequencer (through FuseMaxTop in the Amaranth simulator) on hand-built schedules:
 header/config check, shape limits, unknown opcodes, a TILE on a never-loaded slot, MODE on a
-design without the sigmoid unit (or the entropy unit), MODE entropy with sigmoid, FLOWC/FLOW on a design without the flow engine; every
+design without the sigmoid unit (or the entropy unit), MODE entropy with sigmoid, MODE changing
+the entropy bit inside a block, FLOWC/FLOW on a design without the flow engine; every
 error stops the run with ``done`` and exactly one sticky flag, and the next ``start``
 clears flags and counters. All schedules run back to back in one simulation."""
 
@@ -90,3 +91,39 @@ def test_decode_helpers_follow_the_field_table():
     assert (sl.start, sl.stop) == (lo, lo + width)
     op = opcode_of(w)
     assert (op.start, op.stop) == (OPCODE_LO, 64)
+
+
+def test_mode_inside_an_entropy_block_stops_with_config():
+    """On an entropy design a MODE that changes the entropy bit between a block's first TILE and
+    its AV stops with ``error.config`` (the block's RT would start from a stale register-file
+    entry); the same MODE repeated, or a change after the AV, runs. The schedule executor
+    agrees, instruction for instruction."""
+    from fusemax.sw.executor import decode_errors, execute
+
+    cfg = preset("tiny-entropy")
+    hdr = encode("HDR", version=VERSION, tag=config_tag(cfg.digest()))
+    head = [hdr, SHAPE, encode("MASK", M=4, P=4), encode("MODE", entropy=1),
+            encode("LDKV", addr=40, slot=0), encode("LDQ", addr=50, p_base=0),
+            encode("TILE", first=1, slot=0)]
+    av, end = encode("AV", addr=60), END
+    cases = [  # (name, schedule, expected flag, instructions executed)
+        ("off-inside", head + [encode("MODE"), av, end], "config", 8),
+        ("same-inside", head + [encode("MODE", entropy=1), av, end], None, 10),
+        ("off-after-av", head + [av, encode("MODE"), end], None, 10),
+        ("on-inside", [hdr, SHAPE, encode("MASK", M=4, P=4), encode("LDKV", addr=40, slot=0),
+                       encode("LDQ", addr=50, p_base=0), encode("TILE", first=1, slot=0),
+                       encode("MODE", entropy=1), av, end], "config", 7),
+    ]
+    for name, words, bit, n_insn in cases:
+        img = np.zeros((64, cfg.mem_lanes), np.uint16)
+        for i, w in enumerate(words):
+            for lane in range(4):
+                img[i, lane] = (w >> (16 * lane)) & 0xFFFF
+        img[40:50] = np.arange(10 * cfg.mem_lanes).reshape(10, -1) % 7  # K, V, Q codes
+        ex = execute(cfg, img.copy(), 0)
+        res = pysim_session(cfg, img, [0], max_cycles=5000)[0]
+        want = [] if bit is None else [bit]
+        assert decode_errors(res["error"]) == want and ex.error_flags == want, name
+        assert res["counters"]["instructions"] == ex.instructions == n_insn, name
+        if bit:
+            assert "inside a query block" in ex.stop_reason and ex.stopped_at == n_insn - 1

@@ -23,11 +23,13 @@ One unit serves all ``cols`` lanes, one lane after another: the sequencer's AV r
 the register files after its divides and raises ``cap``; the unit takes every lane's RM, RD and
 RT (and which lanes hold real queries) at once, so the lanes are free for the next block at
 once, computes the lanes in turn (``cols · (L + 3) + 1`` cycles from ``cap`` to the store, L = 35
-the s32.16 divider's latency: 8 · 38 + 1 = 305 on ``small``) and stores the block's H as one memory line (lane c = query p_base + c) at ``addr``
-(the output block's line F). Meanwhile the next block's tiles run; its AV waits for the unit
-(``busy``). Why shared rather than per lane: a block lasts (M / rows)·(E + F + 1) cycles, more
-than the unit needs once M ≥ 72 on ``small``, and a per-lane divider, log2 and 16 × 36
-multiplier would cost about 8× the cells for no gain in that regime.
+the s32.16 divider's latency: 8 · 38 + 1 = 305 on ``small``; :func:`finisher_cycles`) and
+stores the block's H as one memory line (lane c = query p_base + c) at ``addr`` (the output
+block's line F). Meanwhile the next block's tiles run; its AV waits for the unit (``busy``).
+Why shared rather than per lane: a block lasts (M / rows)·(E + F + 1) cycles, more than the
+unit needs once a block has ten tiles on ``small`` with E = F = 16 (M ≥ 80: 10 · 33 > 305),
+and a per-lane divider, log2 and 16 × 36 multiplier would cost about 8× the cells for no gain
+in that regime.
 
 Interface
 ---------
@@ -65,6 +67,17 @@ def entropy_formats(numerics) -> dict:
     return {"num": num, "bits": ENTROPY_BITS_FORMAT, "out": ENTROPY_FORMAT,
             "ln2": round(math.log(2.0) * (1 << numerics.exp.frac)),
             "sh_prod": sh_prod, "sh_rt": sh_rt}
+
+
+def finisher_cycles(config) -> int:
+    """Cycles from the AV's capture to the H line's store (memory ready): one lane after
+    another, START, the divide (``div_cycles`` of its :func:`divider_numerics`; the Log2 beside
+    it is shorter), the result latched, FINISH; then the store: ``cols · (div + 3) + 1``
+    (35-cycle divides for every preset: 305 on ``small``)."""
+    nc = config.numerics
+    fm = entropy_formats(nc)
+    div = divider_numerics(fm["num"], nc.rd, fm["bits"], nc.rounding).div_cycles
+    return config.cols * (div + 3) + 1
 
 
 class EntropyUnit(wiring.Component):

@@ -64,7 +64,8 @@ hands every lane's RM, RD and RT to the entropy finisher (``fusemax.hw.entropy``
 stores H at line F of the block (``ent_addr``) on its own, beside the next block's tiles
 (serial ones too). The finisher's ``busy`` counts as busy for everything that waits for idle
 (the next AV, SHAPE ..., END). RT is never cleared: a block's first tile restarts it (PRM = 0),
-so MODE entropy=1 must precede the block's first TILE.
+so MODE entropy=1 must precede the block's first TILE: a MODE that changes the entropy bit
+inside a block (after its first TILE, before its AV; ``blk_open``) stops with ``error.config``.
 
 AV runs in the background (``av_div``, ``av_st``): F cycles reading RNV[f] and starting one
 divide per cycle on each lane's pipelined divider; the results are written back over RNV[f]
@@ -176,6 +177,9 @@ class Sequencer(wiring.Component):
         loaded = Signal(KV_SLOTS, name="kv_loaded")
         slot_busy = Signal(KV_SLOTS, name="kv_slot_busy")
         seen_hdr = Signal(name="seen_hdr")
+        # entropy designs: a block is open from its first TILE to its AV (MODE may not change
+        # the entropy bit then: the block's RT would start from a stale register-file entry)
+        blk_open = Signal(name="blk_open")
         shape_ok = Signal(name="shape_ok")
         st_base = Signal(aw, name="av_base")
         p_next = Signal.like(self.p_base, name="p_base_staged")
@@ -342,7 +346,7 @@ class Sequencer(wiring.Component):
                     if cfg.sigmoid_unit:
                         m.d.sync += [self.sig_mode.eq(0), self.nonorm.eq(0)]
                     if cfg.entropy_unit:
-                        m.d.sync += self.ent_mode.eq(0)
+                        m.d.sync += [self.ent_mode.eq(0), blk_open.eq(0)]
                     m.next = "FETCH"
 
             with m.State("FETCH"):
@@ -385,6 +389,9 @@ class Sequencer(wiring.Component):
                         fail("config")  # no sigmoid unit
                     with m.Elif(ent_f & (int(not cfg.entropy_unit) | sig_f | nonorm_f)):
                         fail("config")  # no entropy unit, or entropy of sigmoid scores
+                    if cfg.entropy_unit:  # (no constant Elif elsewhere: Verilator's CASEOVERLAP)
+                        with m.Elif(blk_open & (ent_f != ent)):
+                            fail("config")  # the entropy bit changed inside a block
                     with m.Elif(~all_busy):
                         m.d.comb += pop.eq(1)
                         if cfg.sigmoid_unit:
@@ -443,11 +450,15 @@ class Sequencer(wiring.Component):
                                      self.m_base.eq(field(w, "TILE", "m_base"))]
                         with m.If(first_f):
                             m.d.sync += self.p_base.eq(p_next)
+                            if cfg.entropy_unit:
+                                m.d.sync += blk_open.eq(1)
                 with m.Elif(op == OPCODES["AV"].code):
                     with m.If(~shape_ok):
                         fail("shape")
                     with m.Elif(~all_busy & ~(av_first_f & self.ldq_busy)):
                         m.d.comb += [pop.eq(1), self.reset_state.eq(av_first_f)]
+                        if cfg.entropy_unit:
+                            m.d.sync += blk_open.eq(0)
                         m.d.sync += [st_base.eq(field(w, "AV", "addr")), cnt.eq(0), wb_cnt.eq(0), av_div.eq(1),
                                      self.av_p_base.eq(Mux(av_first_f, p_next, self.p_base))]
                         with m.If(av_first_f):

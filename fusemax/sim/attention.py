@@ -547,25 +547,16 @@ def model_comparison(config: FuseMaxConfig, shape, causal: bool, binding: str, c
     }
 
 
-def entropy_finisher_cycles(config: FuseMaxConfig) -> int:
-    """Cycles the entropy finisher (``fusemax.hw.entropy.EntropyUnit``) takes per query block,
-    from the AV's capture to the H line's store: one lane after another, each a divide into
-    :data:`~fusemax.sw.golden_variants.ENTROPY_BITS_FORMAT` (``width + 3`` cycles: its
-    ``divider_numerics``) and 3 more, plus 1: ``cols · (div + 3) + 1``."""
-    from fusemax.sw.golden_variants import ENTROPY_BITS_FORMAT
-
-    div = ENTROPY_BITS_FORMAT.width + 1 + 2
-    return config.cols * (div + 3) + 1
-
-
 def _entropy_model(config: FuseMaxConfig, shape, causal: bool, binding: str,
                    rtl_binding: dict) -> dict:
     """Our RTL binding's model (``rtl_binding_model``) adapted to ``MODE entropy=1``: a tile's
     SLNV step takes F + 1 MAC cycles (the last for RT), so the fusemax binding's tile costs
     max(E + F + 1, E + F + 2/k, d + 7) (the MACs or the memory port) and a serial tile one
     cycle more; each query block stores one more line (the H line). The entropy finisher
-    (:func:`entropy_finisher_cycles` T per block) runs beside the next block's tiles, whose
-    AV waits for it: a block shorter than T takes T; the last block's T adds to the run."""
+    (:func:`fusemax.hw.entropy.finisher_cycles` T per block) runs beside the next block's
+    tiles, whose AV waits for it: a block shorter than T takes T; the last block's T adds to
+    the run."""
+    from fusemax.hw.entropy import finisher_cycles
     from fusemax.sw.compiler import visible_chunks
 
     base = rtl_binding["bindings"][binding]
@@ -577,7 +568,7 @@ def _entropy_model(config: FuseMaxConfig, shape, causal: bool, binding: str,
         tile = base["per_tile_cycles"] + 1
     U, blocks = rtl_binding["tiles"], rtl_binding["blocks"]
     block = base["block_overhead"] + 1
-    fin = entropy_finisher_cycles(config)
+    fin = finisher_cycles(config)
     P2 = -(-s.P // config.cols)
     per_block = [visible_chunks(s, config.rows, config.cols, i, causal) for i in range(P2)]
     order = per_block * (s.B * s.H)  # blocks in schedule order

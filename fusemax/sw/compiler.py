@@ -558,8 +558,10 @@ class Schedule:
         tile = s.E + s.F + 2 * n.exp_cycles + 4 * (c.row_bits + 4) + 32 + int(self.entropy)
         load = (s.E + s.F) + lat
         av = s.F * (n.div_cycles + 2) + s.F + lat + 16
-        if self.entropy:  # the entropy finisher (log2, multiply, divide) per query, and the H line
-            av += c.cols * (2 * n.div_cycles + 64) + lat + 16
+        if self.entropy:  # the entropy finisher per block, and the H line
+            from fusemax.hw.entropy import finisher_cycles
+
+            av += finisher_cycles(c) + lat + 16
         ldq = s.E + lat
         blocks = s.B * s.H * self.layout.P2
         est = self.tiles * (tile + load) + blocks * (av + ldq) + len(self.instructions) * (lat + 4)

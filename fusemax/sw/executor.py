@@ -16,9 +16,9 @@ with ``sigmoid`` or ``nonorm`` is refused: each stops with ``error.config`` (che
 order). With ``entropy = 1`` (attention-entropy) every TILE also updates the per-lane RT
 accumulator as :func:`fusemax.sw.golden._chunk` does (RT = requantize(round(Σ SLN·BQK →
 rnv.frac) + rescale(RT, PRM)) in the RNV format; its saturation -> ``rnv_saturated``; never
-cleared: a block's first tile (PRM = 0) and TILE.restart start it again, so a block whose
-first tile ran without MODE entropy stores H from a stale RT, as the hardware), and every AV, after the F output lines at
-``addr``, stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
+cleared: a block's first tile (PRM = 0) and TILE.restart start it again; a MODE that changes
+the entropy bit inside a block, after its first TILE and before its AV, stops with
+``error.config``, as in the hardware), and every AV, after the F output lines at ``addr``, stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
 (:func:`~fusemax.sw.golden_variants.entropy_codes` of RM (0 where not valid), RD, RT;
 s16.11 codes, lanes >= cols zero); its saturation -> ``out_saturated``, RD = 0 ->
 ``div_by_zero`` (lanes p < P only). Lines written per output block: F + 1.
@@ -105,6 +105,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
     causal = False
     window = 0  # WINDOW.W: 0 = off
     sigmoid = nonorm = entropy = False  # MODE
+    blk_open = False  # from a block's first TILE to its AV (MODE may not change entropy then)
     one = np.int64(1) << np.int64(nc.exp.frac)  # PRM = 1.0
     one_rd = np.int64(1) << np.int64(nc.rd.frac)  # AV's divisor with nonorm
     shape_ok = False
@@ -190,6 +191,10 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             if a["entropy"] and (a["sigmoid"] or a["nonorm"]):
                 return stop("config", pc, f"MODE entropy=1 with sigmoid={a['sigmoid']} "
                             f"nonorm={a['nonorm']}: the entropy is that of softmax attention")
+            if config.entropy_unit and blk_open and bool(a["entropy"]) != entropy:
+                return stop("config", pc, f"MODE entropy={a['entropy']} inside a query block (after "
+                            f"its first TILE, before its AV): the block's RT would start from a "
+                            f"stale value; put MODE before the block's first TILE")
             sigmoid, nonorm, entropy = bool(a["sigmoid"]), bool(a["nonorm"]), bool(a["entropy"])
         elif op in ("FLOWC", "FLOW") and not config.flow_unit:
             return stop("config", pc, f"{op} on config {config.name}, which has no flow engine "
@@ -218,6 +223,8 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RD[:] = 0
             RNV[:] = 0  # (RT is not cleared, as in the hardware: a block's first tile in
             # entropy mode restarts it through PRM = 0)
+        if op in ("TILE", "AV") and shape_ok and (op == "AV" or a["first"]):
+            blk_open = op == "TILE"
         if op == "LDKV":
             kv = read(a["addr"], E + F)
             slots[a["slot"]] = (kv[:E, :R].copy(), kv[E:E + F, :R].copy())

@@ -117,6 +117,18 @@ class VariantGolden:
 
 # ------------------------------------------------------------------ operation twins
 
+def divider_shift(num_width: int, num_frac: int, den_width: int, den_frac: int,
+                  out: FixedFormat) -> int:
+    """The numerator's left shift (negative: the denominator's) of a divider ``s{num_width}.
+    {num_frac} / s{den_width}.{den_frac} -> out``; FuseMaxError when the shifted operands
+    would not fit the 62 bits of the int64 twin."""
+    shift = out.frac + den_frac - num_frac
+    if num_width + max(shift, 0) + 2 > 62 or den_width + max(-shift, 0) + 2 > 62:
+        raise FuseMaxError(f"divider s{num_width}.{num_frac} / s{den_width}.{den_frac} -> "
+                           f"{out.describe()} needs more than 62 bits; use narrower formats")
+    return shift
+
+
 def divide_codes(num, num_frac: int, den, den_frac: int, out: FixedFormat,
                  nc: NumericsConfig, num_width: int = 40, den_width: int = 40):
     """``num / den`` rounded into ``out`` by the ``Divider`` twin (:func:`numerics.divide`) for
@@ -124,10 +136,7 @@ def divide_codes(num, num_frac: int, den, den_frac: int, out: FixedFormat,
     ``num_frac`` fraction bits, a ``den_width``-bit denominator with ``den_frac``, and the
     quotient format ``out`` (the v1 divider is the case RNV / RD -> out). Returns ``(codes,
     saturated, div_by_zero)``; FuseMaxError when the shifted numerator would not fit int64."""
-    shift = out.frac + den_frac - num_frac
-    if num_width + max(shift, 0) + 2 > 62 or den_width + max(-shift, 0) + 2 > 62:
-        raise FuseMaxError(f"divider s{num_width}.{num_frac} / s{den_width}.{den_frac} -> "
-                           f"{out.describe()} needs more than 62 bits; use narrower formats")
+    shift = divider_shift(num_width, num_frac, den_width, den_frac, out)
     num = np.asarray(num, np.int64)
     if num.size and int(np.abs(num).max()) >= (1 << (num_width - 1)):
         raise FuseMaxError(f"divider numerator exceeds its {num_width} bits")
@@ -276,6 +285,20 @@ def entropy_num_format(nc: NumericsConfig) -> tuple[FixedFormat, int, int]:
     sh_prod, sh_rt = f_n - nc.score.frac - nc.rd.frac, f_n - nc.rnv.frac
     width = max(nc.score.width + nc.rd.width + sh_prod, nc.rnv.width + sh_rt) + 1
     return FixedFormat(width, f_n), sh_prod, sh_rt
+
+
+def check_entropy_numerics(nc: NumericsConfig) -> None:
+    """FuseMaxError unless the entropy finisher's divide N / RD into
+    :data:`ENTROPY_BITS_FORMAT` fits these numerics (see :func:`divider_shift`)."""
+    fmt, _, _ = entropy_num_format(nc)
+    try:
+        divider_shift(fmt.width, fmt.frac, nc.rd.width, nc.rd.frac, ENTROPY_BITS_FORMAT)
+    except FuseMaxError as e:
+        short = {r: f"s{f.width}.{f.frac}" for r, f in (("score", nc.score), ("rd", nc.rd),
+                                                        ("rnv", nc.rnv))}
+        raise FuseMaxError(f"the entropy output divides N = RM·RD − RT (from score "
+                           f"{short['score']}, rd {short['rd']}, rnv {short['rnv']}) by RD: "
+                           f"{e}") from None
 
 
 def entropy_codes(rm, rd, rt, nc: NumericsConfig):
