@@ -335,7 +335,7 @@ class FuseMaxConfig:
     #: (RT += SLN·BQK, F + 1 cycles of SLNV), an RT entry in each 1D PE's register file, and
     #: one entropy finisher (``fusemax.hw.entropy.EntropyUnit``: log2, multiplier, divider)
     #: that computes H per query at the end of a block and stores it as line F of the
-    #: block's output (docs/variants.md); +15,431 cells on ``tiny`` (+7.6 %;
+    #: block's output (docs/variants.md); +15,465 cells on ``tiny`` (+7.6 %;
     #: docs/synthesis.md); off by default.
     entropy_unit: bool = False
 
