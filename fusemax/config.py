@@ -390,7 +390,6 @@ class FuseMaxConfig:
         if n.exp.width + self.slnv_operand_width + 1 + self.row_bits > 62:
             raise FuseMaxError("SLNV column sum too wide for the int64 model; narrow exp/v or rows")
 
-    # ---- derived widths of the column reductions ------------------------------------
     def _check_entropy_numerics(self) -> None:
         from fusemax.sw.golden_variants import check_entropy_numerics  # (it imports this module)
 
@@ -399,6 +398,7 @@ class FuseMaxConfig:
         except FuseMaxError as e:
             raise FuseMaxError(f"config {self.name} with entropy_unit: {e}") from None
 
+    # ---- derived widths of the column reductions ------------------------------------
     @property
     def row_bits(self) -> int:
         """Extra bits a sum over the ``rows`` keys of a tile needs."""

@@ -18,9 +18,10 @@ accumulator as :func:`fusemax.sw.golden._chunk` does (RT = requantize(round(Σ S
 rnv.frac) + rescale(RT, PRM)) in the RNV format; its saturation -> ``rnv_saturated``; never
 cleared: a block's first tile (PRM = 0) and TILE.restart start it again; a MODE that changes
 the entropy bit inside a block, after its first TILE and before its AV, stops with
-``error.config``, as in the hardware), and every AV, after the F output lines at ``addr``, stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
-(:func:`~fusemax.sw.golden_variants.entropy_codes` of RM (0 where not valid), RD, RT;
-s16.11 codes, lanes >= cols zero); its saturation -> ``out_saturated``, RD = 0 ->
+``error.config``, as in the hardware), and every AV, after the F output lines at ``addr``,
+stores one more line at ``addr + F``: lane c the entropy H of query p_base + c
+(:func:`~fusemax.sw.golden_variants.entropy_codes` of RM (0 where not valid), RD, RT; s16.11
+codes, lanes >= cols zero); its saturation -> ``out_saturated``, RD = 0 ->
 ``div_by_zero`` (lanes p < P only). Lines written per output block: F + 1.
 
 ``FLOWC`` / ``FLOW`` (causal Flow-Attention, a design with ``flow_unit``) run
