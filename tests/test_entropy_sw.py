@@ -56,11 +56,7 @@ def _run(cfg, shape, causal, binding="fusemax", seed=0, amp=1.0, trace=False):
 def _image(config, words, lines=8):
     """A memory image holding the instruction ``words`` from line 0 (1 per line for 4 lanes)."""
     k = sf.insns_per_line(config.mem_lanes)
-    img = np.zeros((max(lines, -(-len(words) // k)), config.mem_lanes), np.uint16)
-    for n, word in enumerate(words):
-        for w in range(4):
-            img[n // k, 4 * (n % k) + w] = (word >> (16 * w)) & 0xFFFF
-    return img
+    return sf.pack_words(words, config.mem_lanes, max(lines, -(-len(words) // k)))
 
 
 def _header(config):

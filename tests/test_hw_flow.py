@@ -17,7 +17,7 @@ from fusemax.hw.sequencer import ERROR_BITS
 from fusemax.hw.top import pysim_run, pysim_session
 from fusemax.sw.compiler import compile_attention
 from fusemax.sw.golden_variants import flowformer_causal_golden
-from fusemax.sw.schedule import VERSION, config_tag, encode
+from fusemax.sw.schedule import VERSION, config_tag, encode, pack_words
 from tests.workloads import random_attention
 
 #: Flow designs beyond the presets: non-square arrays, and odd numerics (floor rounding, a
@@ -111,9 +111,8 @@ def test_sequencer_checks_flow():
     stride = 8
     img = np.zeros((stride * len(cases), cfg.mem_lanes), np.uint16)
     for n, (words, _) in enumerate(cases):
-        for i, w in enumerate(words + [hdr] * (stride - len(words))):
-            for lane in range(4):
-                img[n * stride + i, lane] = (w >> (16 * lane)) & 0xFFFF
+        img[n * stride:(n + 1) * stride] = pack_words(words + [hdr] * (stride - len(words)),
+                                                      cfg.mem_lanes)
     results = pysim_session(cfg, img, [n * stride for n in range(len(cases))], max_cycles=2000)
     for (_, bit), res in zip(cases, results):
         assert res["error"] == (0 if bit is None else 1 << ERROR_BITS[bit])
@@ -138,12 +137,8 @@ def test_empty_first_flow_starts_the_sequence():
     ins = [x for x in ins if x.op != "MASK"]  # keep the length (the flow engine ignores MASK)
     words = [x.word for x in ins]
     img = prog.image.copy()
-    per = img.shape[1] // 4
-    assert len(words) <= sched.layout.sched_lines * per
-    for j, wd in enumerate(words):
-        line, sub = divmod(j, per)
-        for lane in range(4):
-            img[line, 4 * sub + lane] = (wd >> (16 * lane)) & 0xFFFF
+    L = sched.layout
+    img[L.sched_base:L.sched_base + L.sched_lines] = pack_words(words, L.mem_lanes, L.sched_lines)
     ex = execute(cfg, img.copy(), prog.sched_base)
     res = pysim_run(cfg, img, prog.sched_base)
     assert res["error"] == 0 == ex.error

@@ -12,7 +12,7 @@ import numpy as np
 from fusemax.config import preset
 from fusemax.hw.sequencer import ERROR_BITS, field, max_e_effective, opcode_of
 from fusemax.hw.top import pysim_session
-from fusemax.sw.schedule import OPCODE_LO, OPCODES, VERSION, config_tag, encode
+from fusemax.sw.schedule import OPCODE_LO, OPCODES, VERSION, config_tag, encode, pack_words
 
 CFG = preset("tiny")
 TAG = config_tag(CFG.digest())
@@ -69,9 +69,7 @@ def run_cases(cfg, cases, hdr=HDR):
     img = np.zeros((stride * len(cases), cfg.mem_lanes), np.uint16)
     for n, (_, words, _, _) in enumerate(cases):
         words = words + [hdr] * (stride - len(words))  # nothing after a failure may run
-        for i, w in enumerate(words):
-            for lane in range(4):
-                img[n * stride + i, lane] = (w >> (16 * lane)) & 0xFFFF
+        img[n * stride:(n + 1) * stride] = pack_words(words, cfg.mem_lanes)
     results = pysim_session(cfg, img, [n * stride for n in range(len(cases))], max_cycles=2000)
     for (name, _, bit, n_insn), res in zip(cases, results):
         want = 0 if bit is None else 1 << ERROR_BITS[bit]
@@ -102,28 +100,32 @@ def test_mode_inside_an_entropy_block_stops_with_config():
 
     cfg = preset("tiny-entropy")
     hdr = encode("HDR", version=VERSION, tag=config_tag(cfg.digest()))
-    head = [hdr, SHAPE, encode("MASK", M=4, P=4), encode("MODE", entropy=1),
-            encode("LDKV", addr=40, slot=0), encode("LDQ", addr=50, p_base=0),
-            encode("TILE", first=1, slot=0)]
-    av, end = encode("AV", addr=60), END
+    stride = 64  # case n at lines [64n, 64n + 64): schedule, then K/V at +40, Q at +50, out +60
+
+    def case(n, mode_early, *tail):
+        b = n * stride
+        return ([hdr, SHAPE, encode("MASK", M=4, P=4)] + [encode("MODE", entropy=1)] * mode_early
+                + [encode("LDKV", addr=b + 40, slot=0), encode("LDQ", addr=b + 50, p_base=0),
+                   encode("TILE", first=1, slot=0)]
+                + [encode("AV", addr=b + 60) if t == "AV" else t for t in tail] + [END])
+
     cases = [  # (name, schedule, expected flag, instructions executed)
-        ("off-inside", head + [encode("MODE"), av, end], "config", 8),
-        ("same-inside", head + [encode("MODE", entropy=1), av, end], None, 10),
-        ("off-after-av", head + [av, encode("MODE"), end], None, 10),
-        ("on-inside", [hdr, SHAPE, encode("MASK", M=4, P=4), encode("LDKV", addr=40, slot=0),
-                       encode("LDQ", addr=50, p_base=0), encode("TILE", first=1, slot=0),
-                       encode("MODE", entropy=1), av, end], "config", 7),
+        ("off-inside", case(0, 1, encode("MODE"), "AV"), "config", 8),
+        ("same-inside", case(1, 1, encode("MODE", entropy=1), "AV"), None, 10),
+        ("off-after-av", case(2, 1, "AV", encode("MODE")), None, 10),
+        ("on-inside", case(3, 0, encode("MODE", entropy=1), "AV"), "config", 7),
     ]
-    for name, words, bit, n_insn in cases:
-        img = np.zeros((64, cfg.mem_lanes), np.uint16)
-        for i, w in enumerate(words):
-            for lane in range(4):
-                img[i, lane] = (w >> (16 * lane)) & 0xFFFF
-        img[40:50] = np.arange(10 * cfg.mem_lanes).reshape(10, -1) % 7  # K, V, Q codes
-        ex = execute(cfg, img.copy(), 0)
-        res = pysim_session(cfg, img, [0], max_cycles=5000)[0]
+    img = np.zeros((stride * len(cases), cfg.mem_lanes), np.uint16)
+    for n, (_, words, _, _) in enumerate(cases):
+        img[n * stride:n * stride + len(words)] = pack_words(words, cfg.mem_lanes)
+        img[n * stride + 40:n * stride + 50] = np.arange(10 * cfg.mem_lanes).reshape(10, -1) % 7
+    results = pysim_session(cfg, img.copy(), [n * stride for n in range(len(cases))],
+                            max_cycles=5000)
+    for n, ((name, _, bit, n_insn), res) in enumerate(zip(cases, results)):
+        ex = execute(cfg, img.copy(), n * stride)
         want = [] if bit is None else [bit]
         assert decode_errors(res["error"]) == want and ex.error_flags == want, name
         assert res["counters"]["instructions"] == ex.instructions == n_insn, name
         if bit:
-            assert "inside a query block" in ex.stop_reason and ex.stopped_at == n_insn - 1
+            assert "inside a query block" in ex.stop_reason
+            assert ex.stopped_at == n * stride + n_insn - 1

@@ -88,6 +88,17 @@ def test_instructions_packed_per_line(name):
         assert word == ins.word
 
 
+def test_pack_words_pads_and_refuses_too_few_lines():
+    words = [sf.encode("SHAPE", E=e, F=1) for e in range(1, 6)]  # 5 words, 2 per 8-lane line
+    img = sf.pack_words(words, 8, lines=4)
+    assert img.shape == (4, 8) and img.dtype == np.uint16 and not img[3:].any()
+    assert [sf.decode(sum(int(img[n // 2, 4 * (n % 2) + w]) << (16 * w) for w in range(4))).args["E"]
+            for n in range(5)] == [1, 2, 3, 4, 5]
+    assert not img[2, 4:].any()  # the slot past the last word
+    with pytest.raises(FuseMaxError, match="5 instructions need 3 lines of 8 lanes, not 2"):
+        sf.pack_words(words, 8, lines=2)
+
+
 def _rand_qkv(s):
     return random_attention((s.B, s.H, s.M, s.P, s.E, s.F))
 

@@ -1071,14 +1071,7 @@ def build_image(sched: Schedule, qc, kc, vc) -> np.ndarray:
     L, s = sched.layout, sched.shape
     rows, cols, lanes = L.rows, L.cols, L.mem_lanes
     img = np.zeros((L.n_lines, lanes), np.uint16)
-    k = sf.insns_per_line(lanes)
-    words = np.zeros(L.sched_lines * k, dtype=np.uint64)
-    words[:len(sched.words)] = np.asarray(sched.words, dtype=np.uint64)
-    words = words.reshape(L.sched_lines, k)
-    for i in range(k):  # instruction i of a line in lanes 4i..4i+3
-        for w in range(4):
-            img[L.sched_base:L.sched_base + L.sched_lines, 4 * i + w] = (
-                (words[:, i] >> np.uint64(16 * w)) & np.uint64(0xFFFF)).astype(np.uint16)
+    img[L.sched_base:L.sched_base + L.sched_lines] = sf.pack_words(sched.words, lanes, L.sched_lines)
 
     def u16(a):
         return (np.asarray(a, np.int64) & 0xFFFF).astype(np.uint16)

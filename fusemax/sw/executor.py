@@ -224,7 +224,6 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RD[:] = 0
             RNV[:] = 0  # (RT is not cleared, as in the hardware: a block's first tile in
             # entropy mode restarts it through PRM = 0)
-        if op in ("TILE", "AV") and shape_ok and (op == "AV" or a["first"]):
             blk_open = op == "TILE"
         if op == "LDKV":
             kv = read(a["addr"], E + F)
@@ -292,6 +291,7 @@ def execute(config: FuseMaxConfig, image: np.ndarray, sched_base: int = 0, *,
             RNV[:, :F] = rnv_new
             res.tiles += 1
         elif op == "AV":
+            blk_open = False
             # (the normalised sigmoid's epsilon is 0 in RD codes on a design with the unit)
             den = np.full(C, one_rd) if nonorm else RD
             av, s_out, dz = nm.divide(RNV[:, :F], den[:, None], nc)

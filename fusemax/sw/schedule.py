@@ -31,6 +31,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fusemax.errors import FuseMaxError
 
 VERSION = 3
@@ -110,6 +112,24 @@ def insns_per_line(mem_lanes: int) -> int:
     while k * 2 <= min(n, MAX_INSNS_PER_LINE):
         k *= 2
     return k
+
+
+def pack_words(words, mem_lanes: int, lines: int | None = None) -> np.ndarray:
+    """Instruction ``words`` as memory lines ((lines, mem_lanes) uint16): instruction j in line
+    j // k (k = :func:`insns_per_line`), lanes 4·(j % k) .. 4·(j % k) + 3, low bits first;
+    ``lines`` (at least what the words need) pads with zero lines."""
+    k = insns_per_line(mem_lanes)
+    need = -(-len(words) // k)
+    n = need if lines is None else lines
+    if n < need:
+        raise FuseMaxError(f"{len(words)} instructions need {need} lines of {mem_lanes} lanes, "
+                           f"not {n}")
+    w = np.zeros(n * k, np.uint64)
+    w[:len(words)] = np.asarray([int(x) for x in words], np.uint64)
+    out = np.zeros((n, mem_lanes), np.uint16)
+    parts = (w[:, None] >> (np.uint64(16) * np.arange(4, dtype=np.uint64))) & np.uint64(0xFFFF)
+    out[:, :4 * k] = parts.reshape(n, 4 * k).astype(np.uint16)
+    return out
 
 
 def config_tag(digest: str) -> int:
